@@ -1,0 +1,858 @@
+/*
+ * maildir: opening a maildrop for one session: path templates, the lock, one
+ * scan of new/ and cur/ with CRLF sizes and UIDLs, and finding a message again
+ * after another program renamed it. Runs on the thread pool; never removes or
+ * renames a message (update.c does, and only after QUIT).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "maildrop/cache.h"
+#include "maildrop/maildrop.h"
+#include "server/strutil.h"
+
+#define LOCK_FILE  "pop3d.lock"
+#define READ_CHUNK (64 * 1024)
+
+/* One candidate message while scanning. */
+struct ent {
+	char     *file;       /* owned: "new/NAME" or "cur/NAME" */
+	size_t    baselen;    /* octets of NAME before the first ':' */
+	int64_t   mtime;
+	uint64_t  disk_size;
+	uint64_t  size;
+	int       computed;   /* mtime and sizes came from the disk, not the cache */
+	int       cacheable;  /* a complete, consistent read: worth a cache line */
+};
+
+struct scan {
+	struct ent *v;        /* owned */
+	size_t      n;
+	size_t      cap;
+	size_t      over;     /* files left out beyond MAILDROP_MSGS_MAX */
+};
+
+#define ENT_BASE(e) ((e)->file + 4)
+
+static enum md_status
+fail(char *err, size_t errlen, enum md_status st, const char *what, const char *path, int e)
+{
+	char eb[128];
+
+	if (err != NULL && errlen > 0)
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror_r(e, eb, sizeof eb));
+	return st;
+}
+
+/* Whether an errno from a path operation will recur until someone fixes the path. */
+static enum md_status
+status_of(int e)
+{
+	switch (e) {
+	case EACCES:
+	case EPERM:
+	case ENOTDIR:
+	case ELOOP:
+	case ENAMETOOLONG:
+		return MD_PERM;
+	default:
+		return MD_TEMP;
+	}
+}
+
+/* "a/b" into out; 0, or -1 when it does not fit. */
+static int
+join(char *out, size_t outlen, const char *a, const char *b)
+{
+	int k = snprintf(out, outlen, "%s/%s", a, b);
+
+	return k < 0 || (size_t)k >= outlen ? -1 : 0;
+}
+
+static int
+name_cmp(const char *a, size_t an, const char *b, size_t bn)
+{
+	int r = memcmp(a, b, an < bn ? an : bn);
+
+	if (r != 0)
+		return r;
+	return an < bn ? -1 : an > bn;
+}
+
+/* ---- templates ---- */
+
+/* A login part must not be able to name another folder. */
+static int
+part_ok(const char *p, size_t n)
+{
+	if (n == 0 || memchr(p, '/', n) != NULL)
+		return 0;
+	return !(n == 1 && p[0] == '.') && !(n == 2 && p[0] == '.' && p[1] == '.');
+}
+
+int
+maildrop_expand(const char *tmpl, const char *login, const char *home, char *out, size_t outlen)
+{
+	const char *p, *at, *v;
+	size_t pos = 0, n;
+
+	if (tmpl == NULL || login == NULL || out == NULL || outlen == 0)
+		return -1;
+	at = strrchr(login, '@');
+	for (p = tmpl; *p != '\0'; p++) {
+		v = p;
+		n = 1;
+		if (*p == '%') {
+			switch (*++p) {
+			case 'u':
+				v = login;
+				n = strlen(login);
+				if (!part_ok(v, n))
+					goto bad;
+				break;
+			case 'n':
+				v = login;
+				n = at != NULL ? (size_t)(at - login) : strlen(login);
+				if (!part_ok(v, n))
+					goto bad;
+				break;
+			case 'd':
+				v = at != NULL ? at + 1 : "";
+				n = strlen(v);
+				if (n > 0 && !part_ok(v, n))
+					goto bad;
+				break;
+			case 'h':
+				if (home == NULL || home[0] == '\0')
+					goto bad;
+				v = home;
+				n = strlen(home);
+				break;
+			case '%':
+				v = p;
+				break;
+			default:   /* unknown escape, or a lone '%' at the end */
+				goto bad;
+			}
+		}
+		if (n >= outlen - pos)
+			goto bad;
+		memcpy(out + pos, v, n);
+		pos += n;
+	}
+	out[pos] = '\0';
+	if (out[0] != '/')
+		goto bad;
+	return 0;
+bad:
+	out[0] = '\0';
+	return -1;
+}
+
+int
+maildrop_template_check(const char *tmpl, char *err, size_t errlen)
+{
+	const char *p;
+	unsigned char c;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (tmpl == NULL || tmpl[0] == '\0') {
+		snprintf(err, errlen, "maildrop path is empty");
+		return -1;
+	}
+	if (strlen(tmpl) >= PATH_MAX) {
+		snprintf(err, errlen, "maildrop path is longer than %d octets", PATH_MAX - 1);
+		return -1;
+	}
+	for (p = tmpl; *p != '\0'; p++) {
+		if (*p != '%')
+			continue;
+		c = (unsigned char)*++p;
+		if (c == '\0') {
+			snprintf(err, errlen, "maildrop path ends with a lone '%%' (write %%%% for a percent sign)");
+			return -1;
+		}
+		if (strchr("undh%", c) == NULL) {
+			if (c > 0x20 && c < 0x7f)
+				snprintf(err, errlen, "unknown escape '%%%c' in maildrop path at offset %zu (known: %%u %%n %%d %%h %%%%)",
+				    c, (size_t)(p - tmpl) - 1);
+			else
+				snprintf(err, errlen, "unknown escape '%%\\x%02x' in maildrop path at offset %zu",
+				    c, (size_t)(p - tmpl) - 1);
+			return -1;
+		}
+	}
+	if (tmpl[0] != '/' && strncmp(tmpl, "%h", 2) != 0) {
+		snprintf(err, errlen, "maildrop path is not absolute (start it with '/' or '%%h')");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- creating and locking ---- */
+
+/* mkdir 0700 unless a folder is already there. Returns 0 or an errno value. */
+static int
+ensure_dir(const char *path)
+{
+	struct stat st;
+
+	if (mkdir(path, 0700) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return errno;
+	if (stat(path, &st) < 0)
+		return errno;
+	return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+}
+
+static enum md_status
+ensure_maildir(const char *root, char *err, size_t errlen)
+{
+	static const char *const subs[] = { "new", "cur", "tmp" };
+	char p[PATH_MAX];
+	struct stat st;
+	size_t len = strlen(root), i;
+	int e;
+
+	if (len >= sizeof p)
+		return fail(err, errlen, MD_PERM, "maildrop path", root, ENAMETOOLONG);
+	if (stat(root, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		/* mkdir -p: every missing component, then the root itself. */
+		memcpy(p, root, len + 1);
+		for (i = 1; i < len; i++) {
+			if (p[i] != '/' || p[i - 1] == '/')
+				continue;
+			p[i] = '\0';
+			e = ensure_dir(p);
+			if (e != 0)
+				return fail(err, errlen, status_of(e), "mkdir", p, e);
+			p[i] = '/';
+		}
+		e = ensure_dir(root);
+		if (e != 0)
+			return fail(err, errlen, status_of(e), "mkdir", root, e);
+	}
+	for (i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+		if (join(p, sizeof p, root, subs[i]) < 0)
+			return fail(err, errlen, MD_PERM, "maildrop path", root, ENAMETOOLONG);
+		e = ensure_dir(p);
+		if (e != 0)
+			return fail(err, errlen, status_of(e), "mkdir", p, e);
+	}
+	return MD_OK;
+}
+
+/*
+ * An open-file-description lock: it conflicts with every other open of the
+ * file, in this process or another, and the kernel drops it when the last
+ * descriptor goes. The file is never unlinked: that would race other lockers.
+ */
+static enum md_status
+take_lock(const char *root, int *fdp, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	struct flock fl;
+	int fd, e;
+
+	if (join(path, sizeof path, root, LOCK_FILE) < 0)
+		return fail(err, errlen, MD_PERM, "maildrop path", root, ENAMETOOLONG);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return fail(err, errlen, status_of(errno), "open", path, errno);
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		e = errno;
+		close(fd);
+		if (e == EAGAIN || e == EACCES) {
+			if (err != NULL && errlen > 0)
+				snprintf(err, errlen, "maildrop %s is in use by another session", root);
+			return MD_INUSE;
+		}
+		return fail(err, errlen, MD_TEMP, "lock", path, e);
+	}
+	*fdp = fd;
+	return MD_OK;
+}
+
+/* ---- scanning ---- */
+
+static enum md_status
+scan_add(struct scan *s, const char *sub, const char *name, size_t nlen)
+{
+	struct ent *e;
+	const char *colon;
+
+	if (s->n == MAILDROP_MSGS_MAX) {
+		s->over++;
+		return MD_OK;
+	}
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 256;
+
+		if (cap > MAILDROP_MSGS_MAX)
+			cap = MAILDROP_MSGS_MAX;
+		e = realloc(s->v, cap * sizeof *e);
+		if (e == NULL)
+			return MD_TEMP;
+		s->v = e;
+		s->cap = cap;
+	}
+	e = &s->v[s->n];
+	memset(e, 0, sizeof *e);
+	e->file = malloc(4 + nlen + 1);
+	if (e->file == NULL)
+		return MD_TEMP;
+	memcpy(e->file, sub, 3);
+	e->file[3] = '/';
+	memcpy(e->file + 4, name, nlen + 1);
+	colon = memchr(name, ':', nlen);
+	e->baselen = colon != NULL ? (size_t)(colon - name) : nlen;
+	s->n++;
+	return MD_OK;
+}
+
+/* One readdir pass: regular files whose names do not start with '.'. */
+static enum md_status
+scan_dir(const char *root, const char *sub, struct scan *s, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	enum md_status st = MD_OK;
+	struct dirent *de;
+	struct stat sb;
+	size_t nlen;
+	DIR *d;
+	int fd;
+
+	if (join(path, sizeof path, root, sub) < 0)
+		return fail(err, errlen, MD_PERM, "maildrop path", root, ENAMETOOLONG);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(err, errlen, status_of(errno), "open", path, errno);
+	d = fdopendir(fd);
+	if (d == NULL) {
+		st = fail(err, errlen, MD_TEMP, "opendir", path, errno);
+		close(fd);
+		return st;
+	}
+	for (;;) {
+		errno = 0;
+		de = readdir(d);
+		if (de == NULL) {
+			if (errno != 0)
+				st = fail(err, errlen, MD_TEMP, "readdir", path, errno);
+			break;
+		}
+		if (de->d_name[0] == '.' || de->d_type == DT_DIR)
+			continue;
+		nlen = strlen(de->d_name);
+		if (nlen > NAME_MAX)
+			continue;
+		if (de->d_type != DT_REG) {
+			/* Unknown type, or a symlink/FIFO/device: only regular files count. */
+			if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+				if (errno == ENOENT)
+					continue;   /* moved away meanwhile */
+				st = fail(err, errlen, MD_TEMP, "stat", de->d_name, errno);
+				break;
+			}
+			if (!S_ISREG(sb.st_mode))
+				continue;
+		}
+		if (scan_add(s, sub, de->d_name, nlen) != MD_OK) {
+			st = fail(err, errlen, MD_TEMP, "scan", path, ENOMEM);
+			break;
+		}
+	}
+	closedir(d);
+	return st;
+}
+
+/* By base name, the cur/ copy first ("cur/" < "new/"), then by full name. */
+static int
+ent_base_cmp(const void *x, const void *y)
+{
+	const struct ent *a = x, *b = y;
+	int r = name_cmp(ENT_BASE(a), a->baselen, ENT_BASE(b), b->baselen);
+
+	return r != 0 ? r : strcmp(a->file, b->file);
+}
+
+/* The session's order: mtime, then base name. */
+static int
+ent_order_cmp(const void *x, const void *y)
+{
+	const struct ent *a = x, *b = y;
+	int r;
+
+	if (a->mtime != b->mtime)
+		return a->mtime < b->mtime ? -1 : 1;
+	r = name_cmp(ENT_BASE(a), a->baselen, ENT_BASE(b), b->baselen);
+	return r != 0 ? r : strcmp(a->file, b->file);
+}
+
+/* Keep the first entry of every base name (the cur/ one); free the others. */
+static void
+dedupe(struct scan *s)
+{
+	size_t i, w = 0;
+
+	qsort(s->v, s->n, sizeof *s->v, ent_base_cmp);
+	for (i = 0; i < s->n; i++) {
+		if (w > 0 && name_cmp(ENT_BASE(&s->v[w - 1]), s->v[w - 1].baselen,
+		    ENT_BASE(&s->v[i]), s->v[i].baselen) == 0) {
+			free(s->v[i].file);
+			continue;
+		}
+		s->v[w++] = s->v[i];
+	}
+	s->n = w;
+}
+
+/* ",K=<n>" in a base name, parsed strictly. 0 and *out, or -1. */
+static int
+name_field(const char *base, size_t n, char key, uint64_t *out)
+{
+	size_t i, j;
+
+	for (i = 0; i + 3 <= n; i++) {
+		if (base[i] != ',' || base[i + 1] != key || base[i + 2] != '=')
+			continue;
+		for (j = i + 3; j < n && base[j] != ','; j++)
+			;
+		return parse_u64(base + i + 3, j - i - 3, out);
+	}
+	return -1;
+}
+
+/* A CRLF size that a file of disk octets can have: disk <= w <= 2 * disk. */
+static int
+w_plausible(uint64_t w, uint64_t disk)
+{
+	return w >= disk && w - disk <= disk;
+}
+
+/* What moved away or stopped being a regular file is not listed. */
+static int
+vanished(int e)
+{
+	return e == ENOENT || e == ELOOP;
+}
+
+/* Read the file once, counting. 0, 1 when it vanished, -1 with err set. */
+static int
+count_file(const char *root, struct ent *e, char *buf, char *err, size_t errlen)
+{
+	struct crlf_count cc = { 0, 0 };
+	char path[PATH_MAX];
+	struct stat st;
+	uint64_t got = 0;
+	ssize_t r;
+	int fd;
+
+	if (join(path, sizeof path, root, e->file) < 0) {
+		fail(err, errlen, MD_TEMP, "path", e->file, ENAMETOOLONG);
+		return -1;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0) {
+		if (vanished(errno))
+			return 1;
+		fail(err, errlen, MD_TEMP, "open", path, errno);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return 1;
+	}
+	for (;;) {
+		r = read(fd, buf, READ_CHUNK);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			fail(err, errlen, MD_TEMP, "read", path, errno);
+			close(fd);
+			return -1;
+		}
+		if (r == 0)
+			break;
+		crlf_count_update(&cc, buf, (size_t)r);
+		got += (uint64_t)r;
+	}
+	close(fd);
+	e->mtime = (int64_t)st.st_mtime;
+	e->disk_size = got;
+	e->size = cc.size;
+	e->computed = 1;
+	/* A file that changed size while we read it is not worth remembering. */
+	e->cacheable = got == (uint64_t)st.st_size;
+	return 0;
+}
+
+/* Sizes and mtime for one entry: from ",W=", the cache or the disk. 0, 1 (vanished) or -1. */
+static int
+measure(const char *root, struct ent *e, struct md_cache *c, char *buf, char *err, size_t errlen)
+{
+	const struct md_cache_rec *r;
+	char path[PATH_MAX];
+	uint64_t w = 0, s = 0;
+	int has_w, has_s;
+	struct stat st;
+
+	has_w = name_field(ENT_BASE(e), e->baselen, 'W', &w) == 0;
+	has_s = name_field(ENT_BASE(e), e->baselen, 'S', &s) == 0;
+	r = md_cache_find(c, ENT_BASE(e), e->baselen);
+	if (r != NULL && (!has_s || r->disk_size == s) &&
+	    (!has_w || !w_plausible(w, r->disk_size) || r->size == w)) {
+		e->mtime = r->mtime;
+		e->disk_size = r->disk_size;
+		e->size = r->size;
+		return 0;
+	}
+	if (has_w) {
+		if (join(path, sizeof path, root, e->file) < 0) {
+			fail(err, errlen, MD_TEMP, "path", e->file, ENAMETOOLONG);
+			return -1;
+		}
+		if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (vanished(errno))
+				return 1;
+			fail(err, errlen, MD_TEMP, "stat", path, errno);
+			return -1;
+		}
+		if (!S_ISREG(st.st_mode))
+			return 1;
+		/* Trusted, unless no file of this length can have that CRLF size. */
+		if (w_plausible(w, (uint64_t)st.st_size)) {
+			e->mtime = (int64_t)st.st_mtime;
+			e->disk_size = (uint64_t)st.st_size;
+			e->size = w;
+			e->computed = 1;
+			e->cacheable = 1;
+			return 0;
+		}
+	}
+	return count_file(root, e, buf, err, errlen);
+}
+
+static int
+make_uidl(const char *base, size_t n, char out[UIDL_MAX + 1])
+{
+	unsigned char dg[EVP_MAX_MD_SIZE];
+	unsigned int dl = 0;
+	size_t i;
+	int ok = n >= 1 && n <= UIDL_MAX;
+
+	for (i = 0; ok && i < n; i++)
+		ok = (unsigned char)base[i] >= 0x21 && (unsigned char)base[i] <= 0x7e;
+	if (ok) {
+		memcpy(out, base, n);
+		out[n] = '\0';
+		return 0;
+	}
+	/* "H" + 160 bits of SHA-256 of the base name: stable across restarts. */
+	if (EVP_Digest(base, n, dg, &dl, EVP_sha256(), NULL) != 1 || dl < 20)
+		return -1;
+	out[0] = 'H';
+	hex_encode(out + 1, dg, 20);
+	return 0;
+}
+
+static void
+scan_free(struct scan *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		free(s->v[i].file);
+	free(s->v);
+	s->v = NULL;
+	s->n = 0;
+}
+
+/* Rewrite the cache from the listed messages; failure only leaves a note in md->err. */
+static void
+cache_update(struct maildrop *md, const struct scan *s)
+{
+	struct md_cache_rec *recs;
+	size_t i, k = 0;
+
+	recs = calloc(s->n ? s->n : 1, sizeof *recs);
+	if (recs == NULL) {
+		fail(md->err, sizeof md->err, MD_TEMP, "cache for", md->path, ENOMEM);
+		return;
+	}
+	for (i = 0; i < s->n; i++) {
+		if (s->v[i].computed && !s->v[i].cacheable)
+			continue;
+		recs[k].name = ENT_BASE(&s->v[i]);
+		recs[k].namelen = s->v[i].baselen;
+		recs[k].mtime = s->v[i].mtime;
+		recs[k].disk_size = s->v[i].disk_size;
+		recs[k].size = s->v[i].size;
+		k++;
+	}
+	md_cache_write(md->path, recs, k, md->err, sizeof md->err);
+	free(recs);
+}
+
+enum md_status
+maildrop_open(const char *path, struct maildrop **out, char *err, size_t errlen)
+{
+	struct maildrop *md = NULL;
+	struct md_cache cache;
+	struct scan s = { NULL, 0, 0, 0 };
+	enum md_status st;
+	char cerr[256] = "";
+	char *buf = NULL;
+	size_t i, w;
+	int lock_fd = -1, r, dirty;
+
+	*out = NULL;
+	memset(&cache, 0, sizeof cache);
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (path == NULL || path[0] == '\0')
+		return fail(err, errlen, MD_PERM, "maildrop path", "\"\"", EINVAL);
+	st = ensure_maildir(path, err, errlen);
+	if (st != MD_OK)
+		return st;
+	st = take_lock(path, &lock_fd, err, errlen);
+	if (st != MD_OK)
+		return st;
+
+	st = scan_dir(path, "cur", &s, err, errlen);
+	if (st == MD_OK)
+		st = scan_dir(path, "new", &s, err, errlen);
+	if (st != MD_OK)
+		goto out;
+	dedupe(&s);
+
+	buf = malloc(READ_CHUNK);
+	if (buf == NULL) {
+		st = fail(err, errlen, MD_TEMP, "scan", path, ENOMEM);
+		goto out;
+	}
+	md_cache_load(&cache, path, MAILDROP_MSGS_MAX, cerr, sizeof cerr);
+	dirty = md_cache_stale(&cache);
+	for (i = 0, w = 0; i < s.n; i++) {
+		r = measure(path, &s.v[i], &cache, buf, err, errlen);
+		if (r < 0) {
+			st = MD_TEMP;
+			goto out;
+		}
+		if (r > 0) {
+			free(s.v[i].file);
+			continue;
+		}
+		if (s.v[i].computed && s.v[i].cacheable && s.v[i].mtime >= 0 &&
+		    md_cache_name_ok(ENT_BASE(&s.v[i]), s.v[i].baselen))
+			dirty = 1;
+		s.v[w++] = s.v[i];
+	}
+	s.n = w;
+	qsort(s.v, s.n, sizeof *s.v, ent_order_cmp);
+
+	md = calloc(1, sizeof *md);
+	if (md != NULL) {
+		md->path = strdup(path);
+		md->msgs = calloc(s.n ? s.n : 1, sizeof *md->msgs);
+	}
+	if (md == NULL || md->path == NULL || md->msgs == NULL) {
+		st = fail(err, errlen, MD_TEMP, "scan", path, ENOMEM);
+		goto out;
+	}
+	md->lock_fd = -1;
+	for (i = 0; i < s.n; i++) {
+		struct msg *m = &md->msgs[i];
+
+		if (make_uidl(ENT_BASE(&s.v[i]), s.v[i].baselen, m->uidl) < 0) {
+			st = fail(err, errlen, MD_TEMP, "hashing a name in", path, EIO);
+			goto out;
+		}
+		m->size = s.v[i].size;
+		m->disk_size = s.v[i].disk_size;
+		m->mtime = s.v[i].mtime;
+		md->total += m->size;
+	}
+	/* Nothing can fail from here: hand the names over. */
+	for (i = 0; i < s.n; i++)
+		md->msgs[i].file = s.v[i].file;
+	md->n = s.n;
+	md->lock_fd = lock_fd;
+	lock_fd = -1;
+	if (cerr[0] != '\0')
+		snprintf(md->err, sizeof md->err, "%s", cerr);
+	if (dirty)
+		cache_update(md, &s);
+	if (s.over > 0)
+		snprintf(md->err, sizeof md->err, "listing only the first %u messages of %s (%zu more)",
+		    MAILDROP_MSGS_MAX, path, s.over);
+	free(s.v);
+	s.v = NULL;
+	s.n = 0;
+	*out = md;
+	md = NULL;
+	st = MD_OK;
+out:
+	md_cache_free(&cache);
+	free(buf);
+	scan_free(&s);
+	if (md != NULL) {
+		free(md->msgs);   /* holds no names yet */
+		free(md->path);
+		free(md);
+	}
+	if (lock_fd >= 0)
+		close(lock_fd);
+	return st;
+}
+
+/* ---- one message ---- */
+
+/* Open ROOT/file as a regular file. A descriptor or -errno. */
+static int
+open_regular(const char *root, const char *file)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	int fd, e;
+
+	if (join(path, sizeof path, root, file) < 0)
+		return -ENAMETOOLONG;
+	/* O_NONBLOCK: a FIFO put in the message's place must not hang a worker; no effect on files. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		e = errno;
+		close(fd);
+		return -e;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	}
+	return fd;
+}
+
+/* Look for msgs[i]'s base name in cur/, then new/. 0 (file updated), or -errno. */
+static int
+refind(struct maildrop *md, size_t i)
+{
+	static const char *const subs[] = { "cur", "new" };
+	const char *base = md->msgs[i].file + 4;
+	size_t baselen = strcspn(base, ":"), nlen, k;
+	char path[PATH_MAX], *file;
+	struct dirent *de;
+	DIR *d;
+	int fd, e;
+
+	for (k = 0; k < 2; k++) {
+		if (join(path, sizeof path, md->path, subs[k]) < 0)
+			return -ENAMETOOLONG;
+		fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		d = fdopendir(fd);
+		if (d == NULL) {
+			e = errno;
+			close(fd);
+			return -e;
+		}
+		for (;;) {
+			errno = 0;
+			de = readdir(d);
+			if (de == NULL) {
+				e = errno;
+				closedir(d);
+				if (e != 0)
+					return -e;
+				break;
+			}
+			nlen = strlen(de->d_name);
+			if (de->d_name[0] == '.' || de->d_type == DT_DIR || nlen < baselen ||
+			    memcmp(de->d_name, base, baselen) != 0 ||
+			    (de->d_name[baselen] != '\0' && de->d_name[baselen] != ':'))
+				continue;
+			file = malloc(4 + nlen + 1);
+			if (file == NULL) {
+				closedir(d);
+				return -ENOMEM;
+			}
+			memcpy(file, subs[k], 3);
+			file[3] = '/';
+			memcpy(file + 4, de->d_name, nlen + 1);
+			closedir(d);
+			free(md->msgs[i].file);
+			md->msgs[i].file = file;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+int
+maildrop_msg_open(struct maildrop *md, size_t i)
+{
+	int tries, r;
+
+	if (md == NULL || i >= md->n || md->lock_fd < 0)
+		return -EINVAL;
+	/* A few rounds: an IMAP server may rename it again between our readdir and open. */
+	for (tries = 0; tries < 3; tries++) {
+		r = open_regular(md->path, md->msgs[i].file);
+		if (r != -ENOENT)
+			return r;
+		r = refind(md, i);
+		if (r < 0)
+			return r;
+	}
+	return -ENOENT;
+}
+
+void
+maildrop_close(struct maildrop *md)
+{
+	size_t i;
+
+	if (md == NULL)
+		return;
+	if (md->lock_fd >= 0)
+		close(md->lock_fd);   /* drops the OFD lock; the lock file stays */
+	md->lock_fd = -1;
+	for (i = 0; i < md->n; i++)
+		free(md->msgs[i].file);
+	free(md->msgs);
+	free(md->path);
+	free(md);
+}
+
+void
+crlf_count_update(struct crlf_count *c, const char *p, size_t n)
+{
+	const char *lf, *end = p + n, *q = p;
+	int prev_cr = c->prev_cr;
+
+	if (n == 0)
+		return;
+	c->size += n;
+	while ((lf = memchr(q, '\n', (size_t)(end - q))) != NULL) {
+		if (!(lf > p ? lf[-1] == '\r' : prev_cr))
+			c->size++;
+		q = lf + 1;
+	}
+	c->prev_cr = end[-1] == '\r';
+}

@@ -1,0 +1,112 @@
+/*
+ * maildrop: one user's maildir as a POP3 session sees it: the lock, a fixed
+ * snapshot of new/ and cur/ with CRLF sizes and UIDLs, and UPDATE.
+ * Every function here may block on the file system: call it from the libuv
+ * thread pool (uv_queue_work), never from the event loop thread.
+ */
+#ifndef POP3D_MAILDROP_H
+#define POP3D_MAILDROP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define MSG_DELE    0x01u  /* marked by DELE in this session */
+#define MSG_RETR    0x02u  /* sent whole by RETR in this session */
+#define MSG_REMOVE  0x04u  /* chosen by policy for removal at UPDATE */
+#define UIDL_MAX    70     /* RFC 1939 §7: 1..70 octets in 0x21..0x7E */
+
+/*
+ * At most this many messages are listed per session; the rest wait for a
+ * later one. Bounds the memory and the worker time of one scan, and is far
+ * above what a POP3 client downloads in one session.
+ */
+#define MAILDROP_MSGS_MAX 1000000u
+
+struct msg {
+	char     *file;          /* "new/NAME" or "cur/NAME:2,FLAGS", relative to the root */
+	char      uidl[UIDL_MAX + 1];
+	uint64_t  size;          /* octets of the CRLF form (what LIST says) */
+	uint64_t  disk_size;     /* octets on disk */
+	int64_t   mtime;
+	unsigned  flags;         /* MSG_* */
+};
+
+struct maildrop {
+	char       *path;        /* the maildir root */
+	int         lock_fd;     /* holds an OFD lock on ROOT/pop3d.lock; -1 once closed */
+	struct msg *msgs;        /* sorted by mtime, then by file name */
+	size_t      n;
+	uint64_t    total;       /* sum of sizes */
+	int         quit_seen;   /* set only by maildrop_quit() */
+	char        err[256];    /* the last failure, for logs */
+};
+
+enum md_status {
+	MD_OK,
+	MD_INUSE,   /* another session (any process) holds the lock */
+	MD_TEMP,    /* temporary failure: I/O error, ENOMEM */
+	MD_PERM     /* permanent failure: path not usable (e.g. a file where a folder must be) */
+};
+
+/*
+ * Expand a maildrop template: %u the login, %n its local part (all of it when
+ * there is no '@'), %d its domain ("" without '@'), %h the user's home, %%
+ * a percent sign. Returns 0, or -1 when an escape is unknown, %h is used with
+ * an empty home, the result is not absolute, or it does not fit outlen.
+ * Also -1 when %u or %n would be empty, or %u %n %d would insert "." or ".."
+ * or a '/' (a login must never name a folder other than its own).
+ */
+int maildrop_expand(const char *tmpl, const char *login, const char *home, char *out, size_t outlen);
+
+/* Check a template without a user: 0, or -1 with a reason in err. */
+int maildrop_template_check(const char *tmpl, char *err, size_t errlen);
+
+/*
+ * Lock and scan the maildir at path, creating it (and new/ cur/ tmp/) with
+ * mode 0700 when missing. Only regular files in new/ and cur/ whose names do
+ * not start with '.' are listed; tmp/ never is. Sizes come from ",W=" in the
+ * name, else from the size cache ROOT/pop3d.cache, else by reading the file
+ * once (and the cache is rewritten crash-safely). UIDLs are the part of the
+ * name before ":" when 1..70 octets of 0x21..0x7E, else a hash of the name;
+ * a base name seen twice is listed once. On MD_OK sets *out; otherwise writes
+ * a reason into err.
+ */
+enum md_status maildrop_open(const char *path, struct maildrop **out, char *err, size_t errlen);
+
+/*
+ * Open message i for reading. Returns a file descriptor, or -errno. When the
+ * file was renamed meanwhile (another program changed its flags or moved it
+ * to cur/), finds it again by its base name and updates msgs[i].file.
+ */
+int maildrop_msg_open(struct maildrop *md, size_t i);
+
+/* Record that QUIT arrived in TRANSACTION state: the only way to arm maildrop_update. */
+void maildrop_quit(struct maildrop *md);
+
+struct md_update_result {
+	size_t removed;   /* MSG_REMOVE files unlinked (or already gone) */
+	size_t failed;    /* MSG_REMOVE files that could not be removed */
+	size_t seen;      /* MSG_RETR files moved to cur/ with the S flag */
+};
+
+/*
+ * UPDATE (RFC 1939 §6): unlink exactly the messages flagged MSG_REMOVE, move
+ * every other MSG_RETR message to cur/ with the S flag, and fsync new/ and
+ * cur/. Refuses (returns -1, removes nothing) unless maildrop_quit was called.
+ * Returns 0 when every removal succeeded, 1 when some failed (res->failed).
+ */
+int maildrop_update(struct maildrop *md, struct md_update_result *res);
+
+/* Release the lock and free everything; NULL is fine. Removes nothing. */
+void maildrop_close(struct maildrop *md);
+
+/* Counting CRLF octets across chunks: each LF not preceded by CR counts 2. */
+struct crlf_count {
+	uint64_t size;
+	int      prev_cr;
+};
+
+void crlf_count_update(struct crlf_count *c, const char *p, size_t n);
+
+#endif

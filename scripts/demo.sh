@@ -1,0 +1,63 @@
+#!/bin/sh
+# `make run`: creates a demo setup in ./demo (git-ignored) on first use and runs
+# pop3d on it in the foreground on 127.0.0.1:1110. Usage: demo.sh PATH/TO/pop3d
+set -eu
+bin=$1
+top=$(pwd)
+demo=$top/demo
+port=${POP3D_DEMO_PORT:-1110}
+user=demo@example.org
+
+mkdir -p "$demo"
+chmod 700 "$demo"
+if [ ! -s "$demo/password" ]; then
+	# 16 random letters and digits, generated once and kept for later runs.
+	head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n' | cut -c1-16 > "$demo/password"
+	chmod 600 "$demo/password"
+fi
+pass=$(cat "$demo/password")
+if [ ! -s "$demo/users" ]; then
+	hash=$(printf '%s\n' "$pass" | "$bin" --hash-password)
+	printf '# demo users file: name:password (see etc/users.example)\n%s:%s\n' "$user" "$hash" > "$demo/users"
+	chmod 600 "$demo/users"
+fi
+
+maildir=$demo/mail/example.org/demo/Maildir
+if [ ! -d "$maildir" ]; then
+	corpus=$top/../shared/corpus/make_corpus.py
+	if [ -f "$corpus" ]; then
+		python3 "$corpus" "$maildir"
+	else
+		mkdir -p "$maildir/new" "$maildir/cur" "$maildir/tmp"
+		i=1
+		while [ $i -le 5 ]; do
+			printf 'From: demo@example.net\nTo: %s\nSubject: demo message %d\n\nHello, this is message %d.\n' \
+				"$user" $i $i > "$maildir/new/$(date +%s).M${i}P$$.demo"
+			i=$((i + 1))
+		done
+	fi
+fi
+
+cat > "$demo/pop3d.conf" <<CONF
+# Demo configuration written by \`make run\`; see etc/pop3d.conf for every setting.
+listen = ( { address = "127.0.0.1"; port = $port; } );
+auth = {
+  users_file = "users";
+  plaintext = "always";   # demo only: allows USER/PASS without TLS
+};
+maildrop = { path = "$demo/mail/%d/%n/Maildir"; };
+CONF
+
+"$bin" -c "$demo/pop3d.conf" -t
+cat <<MSG
+
+pop3d demo: user $user, password $pass
+Maildir: $maildir  (rm -rf demo/ to start over)
+Try it from another terminal:
+  curl -s pop3://127.0.0.1:$port/ -u '$user:$pass'        # LIST
+  curl -s pop3://127.0.0.1:$port/1 -u '$user:$pass'       # RETR 1
+  python3 -c "import poplib; p=poplib.POP3('127.0.0.1',$port); p.user('$user'); p.pass_('$pass'); print(p.stat()); p.quit()"
+Stop with Ctrl-C.
+
+MSG
+exec "$bin" -c "$demo/pop3d.conf"

@@ -1,0 +1,919 @@
+/*
+ * auth: owns the loaded users file and every password check (crypt_rn on the
+ * libuv thread pool, {PLAIN} and APOP on the side). Never logs or keeps a
+ * password past its check, and never lets a bad line stop the good ones loading.
+ */
+#include "server/auth.h"
+#include "server/strutil.h"
+
+#include <crypt.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/*
+ * Checked instead of a real hash when the user is unknown (or has a {PLAIN}
+ * secret), so every check costs one yescrypt at auth_hash_password's default
+ * cost. The password behind it was random and thrown away; the result is
+ * never accepted anyway.
+ */
+static const char DUMMY_HASH[] =
+	"$y$j9T$tAeWTxTKSzOidUoQWJO0D.$UaZvvlPsxkiaTvRUcnkfCEb0ZRhVDefAPObywyzP0AC";
+
+/* Read size for the users file; must exceed USERS_LINE_MAX + 2 (line, CR, LF). */
+#define READ_CHUNK (64 * 1024)
+
+/* Room for a problem text built from pieces of the file (escaped, capped). */
+#define WHY_MAX 512
+
+/*
+ * auth.h: a login name is 1..255 octets. Not limits.h's LOGIN_NAME_MAX: glibc's
+ * <limits.h> (reached through uv.h) defines that name as 256.
+ */
+#define NAME_OCTETS_MAX 255
+
+/* Longest piece of the file quoted in a problem. */
+#define QUOTE_MAX 64
+
+/* errno as text, thread-safe (GNU strerror_r). */
+static const char *errstr(int e, char *buf, size_t n)
+{
+	return strerror_r(e, buf, n);
+}
+
+/* ---- login names ------------------------------------------------------- */
+
+/* Why a login name is refused under the auth.h rules, or NULL when it is fine. */
+static const char *login_name_problem(const char *p, size_t n)
+{
+	size_t i;
+
+	if (n == 0)
+		return "empty user name";
+	if (n > NAME_OCTETS_MAX)
+		return "user name longer than 255 octets";
+	if (p[0] == '.')
+		return "user name starts with '.'";
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+
+		if (c == '\0')
+			return "user name contains a NUL byte";
+		if (c < 0x20 || c == 0x7f)
+			return "user name contains a control character";
+		if (c == '/')
+			return "user name contains '/'";
+		if (c == '.' && i + 1 < n && p[i + 1] == '.')
+			return "user name contains \"..\"";
+	}
+	return NULL;
+}
+
+int login_name_valid(const char *p, size_t n)
+{
+	return p != NULL && login_name_problem(p, n) == NULL;
+}
+
+/*
+ * The users file is stricter than login_name_valid: a name is "local" or
+ * "local@domain" (one '@', both sides non-empty) and has no space, because
+ * USER takes a single space-separated token.
+ */
+static const char *file_name_problem(const char *p, size_t n)
+{
+	const char *why = login_name_problem(p, n);
+	const char *at;
+
+	if (why != NULL)
+		return why;
+	if (memchr(p, ' ', n) != NULL)
+		return "user name contains a space";
+	at = memchr(p, '@', n);
+	if (at == NULL)
+		return NULL;
+	if (at == p || at == p + n - 1)
+		return "user name has an empty local part or domain";
+	if (memchr(at + 1, '@', (size_t)(p + n - at - 1)) != NULL)
+		return "user name has more than one '@'";
+	return NULL;
+}
+
+/* ---- password schemes -------------------------------------------------- */
+
+struct scheme_def;
+
+/* 0 when secret is acceptable for the scheme; else -1 with a reason in why. */
+typedef int (*scheme_check)(const struct scheme_def *s, struct slice secret,
+                            char *why, size_t whylen);
+
+/*
+ * One row per {SCHEME} prefix we accept, named as Dovecot names them
+ * (doc.dovecot.org "Password schemes"; src/auth/password-scheme-crypt.c).
+ * A new scheme (e.g. {SCRAM-SHA-256}) is one more row and one more check.
+ */
+struct scheme_def {
+	const char          *name;    /* matched ignoring ASCII case */
+	enum pw_scheme       kind;
+	const char *const   *ids;     /* crypt $id$ the hash must start with; NULL: any */
+	scheme_check         check;
+};
+
+static int check_crypt(const struct scheme_def *s, struct slice secret, char *why, size_t whylen);
+static int check_plain(const struct scheme_def *s, struct slice secret, char *why, size_t whylen);
+
+static const char *const IDS_SHA512[] = { "$6$", NULL };
+static const char *const IDS_SHA256[] = { "$5$", NULL };
+static const char *const IDS_BLF[]    = { "$2b$", "$2y$", "$2a$", NULL };
+
+/* Without a prefix a password is a crypt string, as Dovecot's default_pass_scheme CRYPT. */
+static const struct scheme_def SCHEME_DEFAULT = { "CRYPT", PW_CRYPT, NULL, check_crypt };
+
+static const struct scheme_def SCHEMES[] = {
+	{ "CRYPT",        PW_CRYPT, NULL,       check_crypt },
+	{ "SHA512-CRYPT", PW_CRYPT, IDS_SHA512, check_crypt },
+	{ "SHA256-CRYPT", PW_CRYPT, IDS_SHA256, check_crypt },
+	{ "BLF-CRYPT",    PW_CRYPT, IDS_BLF,    check_crypt },
+	{ "PLAIN",        PW_PLAIN, NULL,       check_plain },
+	{ "CLEARTEXT",    PW_PLAIN, NULL,       check_plain },
+};
+
+static int has_prefix(struct slice s, const char *pfx)
+{
+	size_t n = strlen(pfx);
+
+	return s.n >= n && memcmp(s.p, pfx, n) == 0;
+}
+
+/*
+ * libxcrypt calls sha256crypt "legacy" (CRYPT_SALT_METHOD_LEGACY) although it
+ * is still sound with its default 5000 rounds; Dovecot's SHA256-CRYPT makes
+ * it. The other legacy methods (DES, MD5-crypt, sha1crypt, NT, ...) are weak.
+ */
+static const char *const IDS_LEGACY_OK[] = { "$5$", NULL };
+
+/*
+ * A crypt string libxcrypt accepts (CRYPT_SALT_OK, or legacy but listed in
+ * IDS_LEGACY_OK), with a hash after its setting.
+ */
+static int check_crypt(const struct scheme_def *s, struct slice secret, char *why, size_t whylen)
+{
+	char z[CRYPT_OUTPUT_SIZE];
+	size_t i, dollars = 0;
+	int ok = 0;
+
+	if (secret.n == 0) {
+		snprintf(why, whylen, "empty password");
+		return -1;
+	}
+	if (s->ids != NULL) {
+		for (i = 0; s->ids[i] != NULL && !ok; i++)
+			ok = has_prefix(secret, s->ids[i]);
+		if (!ok) {
+			size_t used = (size_t)snprintf(why, whylen, "{%s} hash does not start with",
+			                               s->name);
+
+			for (i = 0; s->ids[i] != NULL && used < whylen; i++)
+				used += (size_t)snprintf(why + used, whylen - used, "%s%s",
+				                         i == 0 ? " " : " or ", s->ids[i]);
+			return -1;
+		}
+	}
+	if (secret.n >= sizeof(z)) {
+		snprintf(why, whylen, "crypt hash longer than %d octets", CRYPT_OUTPUT_SIZE - 1);
+		return -1;
+	}
+	memcpy(z, secret.p, secret.n);
+	z[secret.n] = '\0';
+	switch (crypt_checksalt(z)) {
+	case CRYPT_SALT_OK:
+		break;
+	case CRYPT_SALT_METHOD_DISABLED:
+		snprintf(why, whylen, "crypt method disabled in libxcrypt");
+		return -1;
+	case CRYPT_SALT_METHOD_LEGACY:
+		for (i = 0; IDS_LEGACY_OK[i] != NULL && !has_prefix(secret, IDS_LEGACY_OK[i]); i++)
+			;
+		if (IDS_LEGACY_OK[i] != NULL)
+			break;
+		snprintf(why, whylen, "legacy crypt method refused (use yescrypt, SHA-512, SHA-256 or bcrypt)");
+		return -1;
+	case CRYPT_SALT_TOO_CHEAP:
+		snprintf(why, whylen, "crypt hash too cheap");
+		return -1;
+	default:
+		snprintf(why, whylen, "not a valid crypt hash");
+		return -1;
+	}
+	/* "$id$setting...$hash": a bare setting such as "$6$salt" can never match. */
+	for (i = 0; i < secret.n; i++)
+		dollars += secret.p[i] == '$';
+	if (z[0] != '$' || dollars < 3 || secret.p[secret.n - 1] == '$') {
+		snprintf(why, whylen, "incomplete crypt hash (no hash after the salt)");
+		return -1;
+	}
+	return 0;
+}
+
+static int check_plain(const struct scheme_def *s, struct slice secret, char *why, size_t whylen)
+{
+	(void)s;
+	if (secret.n == 0) {
+		snprintf(why, whylen, "empty password");
+		return -1;
+	}
+	return 0;
+}
+
+/* Split field 2 into scheme and secret; 0, or -1 with a reason in why. */
+static int parse_password(struct slice field, const struct scheme_def **out, struct slice *secret,
+                          char *why, size_t whylen)
+{
+	const struct scheme_def *s = &SCHEME_DEFAULT;
+	struct slice name;
+	const char *close;
+	size_t i;
+
+	if (field.n == 0) {
+		snprintf(why, whylen, "empty password");
+		return -1;
+	}
+	*secret = field;
+	if (field.p[0] == '{') {
+		close = memchr(field.p, '}', field.n);
+		if (close == NULL) {
+			snprintf(why, whylen, "password starts with '{' but has no '}'");
+			return -1;
+		}
+		name.p = field.p + 1;
+		name.n = (size_t)(close - name.p);
+		s = NULL;
+		for (i = 0; i < sizeof(SCHEMES) / sizeof(SCHEMES[0]) && s == NULL; i++)
+			if (slice_eq_nocase(name, SCHEMES[i].name))
+				s = &SCHEMES[i];
+		if (s == NULL) {
+			char q[QUOTE_MAX * 4 + 4];
+
+			str_escape(q, sizeof(q), name.p, name.n, QUOTE_MAX);
+			snprintf(why, whylen, "unknown password scheme {%s}", q);
+			return -1;
+		}
+		secret->p = close + 1;
+		secret->n = field.n - (name.n + 2);
+	}
+	if (s->check(s, *secret, why, whylen) < 0)
+		return -1;
+	*out = s;
+	return 0;
+}
+
+/* ---- users ------------------------------------------------------------- */
+
+/* name, secret and home live in one allocation starting at name. */
+static void user_free(struct user *usr)
+{
+	size_t len;
+
+	if (usr->name == NULL)
+		return;
+	len = strlen(usr->name) + 1 + strlen(usr->secret) + 1 + strlen(usr->home) + 1;
+	wipe(usr->name, len);
+	free(usr->name);
+	usr->name = usr->secret = usr->home = NULL;
+}
+
+static void users_free(struct users *u)
+{
+	size_t i;
+
+	for (i = 0; i < u->n; i++)
+		user_free(&u->v[i]);
+	free(u->v);
+	free(u->path);
+	free(u);
+}
+
+struct users *users_ref(struct users *u)
+{
+	u->refs++;
+	return u;
+}
+
+void users_unref(struct users *u)
+{
+	if (u == NULL)
+		return;
+	if (--u->refs == 0)
+		users_free(u);
+}
+
+static int user_cmp(const void *a, const void *b)
+{
+	const struct user *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	if (c != 0)
+		return c;
+	return (x->line > y->line) - (x->line < y->line);
+}
+
+struct name_key {
+	const char *p;
+	size_t      n;
+};
+
+/* Byte order, as strcmp sorts the array (names never contain NUL). */
+static int key_cmp(const void *k, const void *e)
+{
+	const struct name_key *key = k;
+	const struct user *usr = e;
+	size_t len = strlen(usr->name);
+	int c = memcmp(key->p, usr->name, key->n < len ? key->n : len);
+
+	if (c != 0)
+		return c;
+	return (key->n > len) - (key->n < len);
+}
+
+const struct user *users_find(const struct users *u, const char *name, size_t n)
+{
+	struct name_key key = { name, n };
+
+	if (u == NULL || u->n == 0 || name == NULL)
+		return NULL;
+	return bsearch(&key, u->v, u->n, sizeof(u->v[0]), key_cmp);
+}
+
+int users_any_plain(const struct users *u)
+{
+	size_t i;
+
+	for (i = 0; u != NULL && i < u->n; i++)
+		if (u->v[i].scheme == PW_PLAIN)
+			return 1;
+	return 0;
+}
+
+/* ---- the users file, read in bounded lines ---------------------------- */
+
+enum rd_status {
+	RD_LINE,      /* *line holds one line without LF and one CR before it */
+	RD_TOOLONG,   /* a line over USERS_LINE_MAX was skipped whole */
+	RD_END,
+	RD_ERROR      /* reason in why */
+};
+
+struct reader {
+	int     fd;
+	char   *buf;       /* READ_CHUNK octets */
+	size_t  start;     /* first unconsumed octet */
+	size_t  end;       /* end of valid octets */
+	size_t  total;     /* octets read so far, capped at USERS_FILE_MAX */
+	int     eof;
+	int     skipping;  /* discarding an overlong line up to its LF */
+	int     line;      /* number of the line last returned */
+};
+
+/* Append what read(2) gives to the buffer; 0 (r->eof set at the end) or -1 with why. */
+static int read_more(struct reader *r, char *why, size_t whylen)
+{
+	char eb[128];
+	ssize_t got;
+
+	if (r->start > 0) {
+		memmove(r->buf, r->buf + r->start, r->end - r->start);
+		r->end -= r->start;
+		r->start = 0;
+	}
+	do
+		got = read(r->fd, r->buf + r->end, READ_CHUNK - r->end);
+	while (got < 0 && errno == EINTR);
+	if (got < 0) {
+		snprintf(why, whylen, "read error: %s", errstr(errno, eb, sizeof(eb)));
+		return -1;
+	}
+	if (got == 0) {
+		r->eof = 1;
+		return 0;
+	}
+	r->total += (size_t)got;
+	if (r->total > USERS_FILE_MAX) {
+		snprintf(why, whylen, "larger than %d MiB", USERS_FILE_MAX / (1024 * 1024));
+		return -1;
+	}
+	r->end += (size_t)got;
+	return 0;
+}
+
+static enum rd_status next_line(struct reader *r, struct slice *line, char *why, size_t whylen)
+{
+	for (;;) {
+		const char *b = r->buf + r->start;
+		size_t avail = r->end - r->start;
+		const char *lf = memchr(b, '\n', avail);
+
+		if (lf != NULL || (r->eof && (avail > 0 || r->skipping))) {
+			size_t n = lf != NULL ? (size_t)(lf - b) : avail;
+
+			r->start += lf != NULL ? n + 1 : n;
+			r->line++;
+			if (r->skipping) {
+				r->skipping = 0;
+				return RD_TOOLONG;
+			}
+			if (n > 0 && b[n - 1] == '\r')
+				n--;
+			if (n > USERS_LINE_MAX)
+				return RD_TOOLONG;
+			line->p = b;
+			line->n = n;
+			return RD_LINE;
+		}
+		if (r->eof)
+			return RD_END;
+		if (r->skipping || avail > USERS_LINE_MAX + 1) {
+			/* Too long whatever follows: drop it as it comes. */
+			r->skipping = 1;
+			r->start = r->end = 0;
+		}
+		if (read_more(r, why, whylen) < 0)
+			return RD_ERROR;
+	}
+}
+
+struct loader {
+	struct users *u;
+	size_t        cap;
+	struct diag  *d;
+	const char   *path;
+};
+
+/* Append one user; -1 on ENOMEM. */
+static int add_user(struct loader *ld, struct slice name, enum pw_scheme kind,
+                    struct slice secret, struct slice home, int line)
+{
+	struct users *u = ld->u;
+	struct user *usr;
+	char *block;
+
+	if (u->n == ld->cap) {
+		size_t ncap = ld->cap ? ld->cap * 2 : 16;
+		struct user *v;
+
+		if (ncap > SIZE_MAX / sizeof(*v))
+			return -1;
+		v = realloc(u->v, ncap * sizeof(*v));
+		if (v == NULL)
+			return -1;
+		u->v = v;
+		ld->cap = ncap;
+	}
+	/* Each field is at most USERS_LINE_MAX octets: no overflow. */
+	block = malloc(name.n + secret.n + home.n + 3);
+	if (block == NULL)
+		return -1;
+	usr = &u->v[u->n++];
+	usr->name = block;
+	memcpy(usr->name, name.p, name.n);
+	usr->name[name.n] = '\0';
+	usr->secret = usr->name + name.n + 1;
+	memcpy(usr->secret, secret.p, secret.n);
+	usr->secret[secret.n] = '\0';
+	usr->home = usr->secret + secret.n + 1;
+	memcpy(usr->home, home.p, home.n);
+	usr->home[home.n] = '\0';
+	usr->scheme = kind;
+	usr->line = line;
+	return 0;
+}
+
+/* Fields of "user:password:uid:gid:gecos:home:shell:extra"; the last keeps any ':'. */
+#define NFIELDS 8
+#define F_NAME  0
+#define F_PASS  1
+#define F_HOME  5
+
+/* One non-blank, non-comment line: a user, a problem in the diag, or -1 on ENOMEM. */
+static int parse_line(struct loader *ld, struct slice line, int lineno)
+{
+	struct slice f[NFIELDS];
+	struct slice rest = line, secret;
+	const struct scheme_def *s;
+	char why[WHY_MAX];
+	const char *c;
+	size_t i, nf = 0;
+
+	if (memchr(line.p, '\0', line.n) != NULL) {
+		diag_add(ld->d, "%s:%d: NUL byte in line", ld->path, lineno);
+		return 0;
+	}
+	if (memchr(line.p, ':', line.n) == NULL) {
+		diag_add(ld->d, "%s:%d: no ':' after the user name", ld->path, lineno);
+		return 0;
+	}
+	memset(f, 0, sizeof(f));
+	while (nf < NFIELDS) {
+		c = nf + 1 < NFIELDS ? memchr(rest.p, ':', rest.n) : NULL;
+		f[nf].p = rest.p;
+		f[nf].n = c != NULL ? (size_t)(c - rest.p) : rest.n;
+		nf++;
+		if (c == NULL)
+			break;
+		rest.p = c + 1;
+		rest.n -= f[nf - 1].n + 1;
+	}
+	for (i = nf; i < NFIELDS; i++)
+		f[i].p = "";
+
+	{
+		const char *nwhy = file_name_problem(f[F_NAME].p, f[F_NAME].n);
+
+		if (nwhy != NULL) {
+			char q[QUOTE_MAX * 4 + 4];
+
+			str_escape(q, sizeof(q), f[F_NAME].p, f[F_NAME].n, QUOTE_MAX);
+			diag_add(ld->d, "%s:%d: %s: \"%s\"", ld->path, lineno, nwhy, q);
+			return 0;
+		}
+	}
+	if (parse_password(f[F_PASS], &s, &secret, why, sizeof(why)) < 0) {
+		diag_add(ld->d, "%s:%d: %s", ld->path, lineno, why);
+		return 0;
+	}
+	return add_user(ld, f[F_NAME], s->kind, secret, f[F_HOME], lineno);
+}
+
+struct dup {
+	struct user usr;
+	int         first;   /* line of the entry that is kept */
+};
+
+static int dup_cmp(const void *a, const void *b)
+{
+	const struct dup *x = a, *y = b;
+
+	return (x->usr.line > y->usr.line) - (x->usr.line < y->usr.line);
+}
+
+/* Sort by name and drop every later line of a name, reported in line order. */
+static int sort_dedup(struct loader *ld)
+{
+	struct users *u = ld->u;
+	struct dup *dups = NULL;
+	size_t i, keep = 0, nd = 0;
+
+	if (u->n == 0)
+		return 0;
+	qsort(u->v, u->n, sizeof(u->v[0]), user_cmp);
+	for (i = 1; i < u->n; i++)
+		if (strcmp(u->v[i].name, u->v[i - 1].name) == 0)
+			nd++;
+	if (nd > 0) {
+		dups = calloc(nd, sizeof(*dups));
+		if (dups == NULL)
+			return -1;
+	}
+	nd = 0;
+	for (i = 1; i < u->n; i++) {
+		if (strcmp(u->v[i].name, u->v[keep].name) == 0) {
+			dups[nd].usr = u->v[i];
+			dups[nd].first = u->v[keep].line;
+			nd++;
+		} else {
+			u->v[++keep] = u->v[i];
+		}
+	}
+	u->n = keep + 1;
+	if (nd > 0)
+		qsort(dups, nd, sizeof(*dups), dup_cmp);
+	for (i = 0; i < nd; i++) {
+		char q[QUOTE_MAX * 4 + 4];
+
+		str_escape(q, sizeof(q), dups[i].usr.name, strlen(dups[i].usr.name), QUOTE_MAX);
+		diag_add(ld->d, "%s:%d: duplicate user \"%s\" (kept line %d)", ld->path,
+		         dups[i].usr.line, q, dups[i].first);
+		user_free(&dups[i].usr);
+	}
+	free(dups);
+	return 0;
+}
+
+int users_load(const char *path, struct users **out, struct diag *d)
+{
+	struct reader r = { .fd = -1 };
+	struct loader ld = { .d = d, .path = path };
+	struct slice line;
+	struct stat st;
+	char why[WHY_MAX], eb[128];
+	enum rd_status rs;
+
+	*out = NULL;
+	/* O_NONBLOCK: a FIFO must not hang us in open(); regular files ignore it. */
+	r.fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (r.fd < 0) {
+		diag_add(d, "%s: cannot open: %s", path, errstr(errno, eb, sizeof(eb)));
+		return -1;
+	}
+	if (fstat(r.fd, &st) < 0) {
+		diag_add(d, "%s: cannot stat: %s", path, errstr(errno, eb, sizeof(eb)));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		diag_add(d, "%s: not a regular file", path);
+		goto fail;
+	}
+	if (st.st_size > USERS_FILE_MAX) {
+		diag_add(d, "%s: larger than %d MiB", path, USERS_FILE_MAX / (1024 * 1024));
+		goto fail;
+	}
+	r.buf = malloc(READ_CHUNK);
+	ld.u = calloc(1, sizeof(*ld.u));
+	if (r.buf == NULL || ld.u == NULL)
+		goto oom;
+	ld.u->refs = 1;
+	ld.u->path = strdup(path);
+	if (ld.u->path == NULL)
+		goto oom;
+
+	while ((rs = next_line(&r, &line, why, sizeof(why))) != RD_END) {
+		if (rs == RD_ERROR) {
+			diag_add(d, "%s: %s", path, why);
+			goto fail;
+		}
+		if (rs == RD_TOOLONG) {
+			diag_add(d, "%s:%d: line longer than %d octets", path, r.line, USERS_LINE_MAX);
+			continue;
+		}
+		if (line.n == 0 || line.p[0] == '#')
+			continue;
+		if (parse_line(&ld, line, r.line) < 0)
+			goto oom;
+	}
+	if (sort_dedup(&ld) < 0)
+		goto oom;
+	close(r.fd);
+	wipe(r.buf, READ_CHUNK);
+	free(r.buf);
+	*out = ld.u;
+	return 0;
+
+oom:
+	diag_add(d, "%s: out of memory", path);
+fail:
+	close(r.fd);
+	if (r.buf != NULL) {
+		wipe(r.buf, READ_CHUNK);
+		free(r.buf);
+	}
+	if (ld.u != NULL)
+		users_free(ld.u);
+	return -1;
+}
+
+/* ---- asynchronous check ------------------------------------------------ */
+
+struct auth_req {
+	uv_work_t          work;      /* must stay valid until after_check */
+	struct users      *users;     /* reference held until the request is freed */
+	const struct user *user;      /* NULL when unknown; immutable while users is held */
+	char              *pass;      /* NUL-terminated copy; wiped as soon as it is used */
+	size_t             plen;
+	enum auth_result   result;    /* written by the pool thread, read in after_check */
+	auth_cb            cb;        /* NULL once cancelled or called */
+	void              *arg;
+};
+
+/*
+ * Equality of a {PLAIN} secret (slen > 0) and a password whose time depends on
+ * plen only, the client's own input: no early exit and no branch on the
+ * secret's bytes or length. Plain C, so pool threads never enter OpenSSL
+ * (whose per-thread state would outlive them).
+ */
+static int plain_equal(const char *secret, size_t slen, const char *pass, size_t plen)
+{
+	unsigned diff = (unsigned)(slen != plen);
+	size_t i;
+
+	for (i = 0; i < plen; i++) {
+		size_t in = (size_t)0 - (size_t)(i < slen);   /* all ones while inside secret */
+
+		diff |= (unsigned char)(pass[i] ^ secret[i & in]);
+	}
+	return diff == 0;
+}
+
+/* Runs on a pool thread: touches only r and the immutable users data. */
+static void work_check(uv_work_t *w)
+{
+	struct auth_req *r = w->data;
+	const struct user *usr = r->user;
+	struct crypt_data *cd;
+	const char *setting = DUMMY_HASH, *phrase = r->pass, *out;
+	int use_real = 0;
+	size_t n;
+
+	/* A crypt phrase ends at NUL and is at most CRYPT_MAX_PASSPHRASE_SIZE - 1 octets:
+	 * other passwords cannot match a crypt hash, but still cost one (dummy) hash. */
+	if (r->plen >= CRYPT_MAX_PASSPHRASE_SIZE)
+		phrase = "";
+	else if (usr != NULL && usr->scheme == PW_CRYPT && memchr(r->pass, '\0', r->plen) == NULL) {
+		setting = usr->secret;
+		use_real = 1;
+	}
+
+	r->result = AUTH_ERROR;
+	cd = calloc(1, sizeof(*cd));
+	if (cd != NULL) {
+		out = crypt_rn(phrase, setting, cd, (int)sizeof(*cd));
+		if (out == NULL) {
+			r->result = AUTH_ERROR;
+		} else if (use_real) {
+			n = strlen(setting);
+			r->result = strlen(out) == n && CRYPTO_memcmp(out, setting, n) == 0 ?
+			            AUTH_OK : AUTH_FAIL;
+		} else if (usr != NULL && usr->scheme == PW_PLAIN) {
+			r->result = plain_equal(usr->secret, strlen(usr->secret), r->pass, r->plen) ?
+			            AUTH_OK : AUTH_FAIL;
+		} else {
+			r->result = AUTH_FAIL;
+		}
+		wipe(cd, sizeof(*cd));
+		free(cd);
+	}
+	wipe(r->pass, r->plen + 1);
+	free(r->pass);
+	r->pass = NULL;
+}
+
+static void req_free(struct auth_req *r)
+{
+	if (r->pass != NULL) {
+		wipe(r->pass, r->plen + 1);
+		free(r->pass);
+	}
+	users_unref(r->users);
+	free(r);
+}
+
+/* Loop thread, once per request, also after uv_cancel (status UV_ECANCELED). */
+static void after_check(uv_work_t *w, int status)
+{
+	struct auth_req *r = w->data;
+	auth_cb cb = r->cb;
+
+	if (cb != NULL) {
+		r->cb = NULL;
+		cb(r->arg, status == 0 ? r->result : AUTH_ERROR);
+	}
+	req_free(r);
+}
+
+struct auth_req *auth_check(uv_loop_t *loop, struct users *u, const char *name, size_t nlen,
+                            const char *pass, size_t plen, auth_cb cb, void *arg)
+{
+	struct auth_req *r;
+
+	if (plen == SIZE_MAX)
+		return NULL;
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return NULL;
+	r->pass = malloc(plen + 1);
+	if (r->pass == NULL) {
+		free(r);
+		return NULL;
+	}
+	if (plen > 0)
+		memcpy(r->pass, pass, plen);
+	r->pass[plen] = '\0';
+	r->plen = plen;
+	r->users = users_ref(u);
+	r->user = users_find(u, name, nlen);
+	r->cb = cb;
+	r->arg = arg;
+	r->work.data = r;
+	if (uv_queue_work(loop, &r->work, work_check, after_check) != 0) {
+		req_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void auth_cancel(struct auth_req *r)
+{
+	if (r == NULL)
+		return;
+	r->cb = NULL;
+	r->arg = NULL;
+	/* Dequeues it when no thread has taken it yet; after_check frees it either way. */
+	(void)uv_cancel((uv_req_t *)&r->work);
+}
+
+/* ---- APOP and hashing -------------------------------------------------- */
+
+static int hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int auth_apop(const struct users *u, const char *name, size_t nlen,
+              const char *timestamp, const char *digest, size_t dlen)
+{
+	const struct user *usr = users_find(u, name, nlen);
+	unsigned char want[16], got[EVP_MAX_MD_SIZE];
+	unsigned int ngot = 0;
+	const char *secret = "";
+	EVP_MD_CTX *ctx;
+	size_t i;
+	int ok;
+
+	if (timestamp == NULL || digest == NULL || dlen != 2 * sizeof(want))
+		return 0;
+	for (i = 0; i < sizeof(want); i++) {
+		int hi = hexval((unsigned char)digest[2 * i]);
+		int lo = hexval((unsigned char)digest[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return 0;
+		want[i] = (unsigned char)(hi << 4 | lo);
+	}
+	if (usr != NULL && usr->scheme == PW_PLAIN)
+		secret = usr->secret;
+	/* Same work for users without a {PLAIN} secret; the result is refused below. */
+	ctx = EVP_MD_CTX_new();
+	ok = ctx != NULL &&
+	     EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1 &&
+	     EVP_DigestUpdate(ctx, timestamp, strlen(timestamp)) == 1 &&
+	     EVP_DigestUpdate(ctx, secret, strlen(secret)) == 1 &&
+	     EVP_DigestFinal_ex(ctx, got, &ngot) == 1 && ngot == sizeof(want);
+	EVP_MD_CTX_free(ctx);
+	ok = ok && CRYPTO_memcmp(got, want, sizeof(want)) == 0 &&
+	     usr != NULL && usr->scheme == PW_PLAIN;
+	wipe(got, sizeof(got));
+	return ok;
+}
+
+char *auth_hash_password(const char *pass, size_t plen, char *err, size_t errlen)
+{
+	char salt[CRYPT_GENSALT_OUTPUT_SIZE], eb[128];
+	struct crypt_data *cd = NULL;
+	const char *out;
+	char *z = NULL, *res = NULL;
+
+	if (err == NULL)
+		errlen = 0;
+	if (plen == 0) {
+		snprintf(err, errlen, "empty password");
+		return NULL;
+	}
+	if (memchr(pass, '\0', plen) != NULL) {
+		snprintf(err, errlen, "password contains a NUL byte");
+		return NULL;
+	}
+	if (plen >= CRYPT_MAX_PASSPHRASE_SIZE) {
+		snprintf(err, errlen, "password longer than %d octets", CRYPT_MAX_PASSPHRASE_SIZE - 1);
+		return NULL;
+	}
+	if (crypt_gensalt_rn("$y$", 0, NULL, 0, salt, (int)sizeof(salt)) == NULL) {
+		snprintf(err, errlen, "crypt_gensalt: %s", errstr(errno, eb, sizeof(eb)));
+		return NULL;
+	}
+	cd = calloc(1, sizeof(*cd));
+	z = malloc(plen + 1);
+	if (cd == NULL || z == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	memcpy(z, pass, plen);
+	z[plen] = '\0';
+	out = crypt_rn(z, salt, cd, (int)sizeof(*cd));
+	if (out == NULL) {
+		snprintf(err, errlen, "crypt: %s", errstr(errno, eb, sizeof(eb)));
+		goto done;
+	}
+	res = strdup(out);
+	if (res == NULL)
+		snprintf(err, errlen, "out of memory");
+done:
+	if (z != NULL) {
+		wipe(z, plen + 1);
+		free(z);
+	}
+	if (cd != NULL) {
+		wipe(cd, sizeof(*cd));
+		free(cd);
+	}
+	return res;
+}

@@ -1,0 +1,111 @@
+/*
+ * ipcount: per-address connection counters in a chained hash table.
+ * Nodes exist only while their count is above zero.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/ipcount.h"
+
+struct ipcount_node {
+	struct ipcount_node *next;
+	struct ipkey         key;
+	uint32_t             count;
+};
+
+static size_t
+ipkey_hash(const struct ipkey *k, size_t nbucket)
+{
+	uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+	size_t i;
+
+	for (i = 0; i < k->len; i++) {
+		h ^= k->addr[i];
+		h *= 1099511628211ULL;
+	}
+	return (size_t)(h & (nbucket - 1));
+}
+
+static int
+ipkey_eq(const struct ipkey *a, const struct ipkey *b)
+{
+	return a->len == b->len && memcmp(a->addr, b->addr, a->len) == 0;
+}
+
+int
+ipcount_init(struct ipcount *t, size_t nbucket)
+{
+	size_t n = 16;
+
+	while (n < nbucket)
+		n <<= 1;
+	t->bucket = calloc(n, sizeof *t->bucket);
+	if (t->bucket == NULL)
+		return -1;
+	t->nbucket = n;
+	t->n = 0;
+	return 0;
+}
+
+void
+ipcount_free(struct ipcount *t)
+{
+	size_t i;
+
+	if (t->bucket == NULL)
+		return;
+	for (i = 0; i < t->nbucket; i++) {
+		struct ipcount_node *p = t->bucket[i], *next;
+		for (; p != NULL; p = next) {
+			next = p->next;
+			free(p);
+		}
+	}
+	free(t->bucket);
+	t->bucket = NULL;
+	t->n = 0;
+}
+
+long
+ipcount_acquire(struct ipcount *t, const struct ipkey *k, uint32_t max)
+{
+	size_t h = ipkey_hash(k, t->nbucket);
+	struct ipcount_node *p;
+
+	for (p = t->bucket[h]; p != NULL; p = p->next) {
+		if (ipkey_eq(&p->key, k)) {
+			if (p->count >= max)
+				return 0;
+			return (long)++p->count;
+		}
+	}
+	if (max == 0)
+		return 0;
+	p = malloc(sizeof *p);
+	if (p == NULL)
+		return -1;
+	p->key = *k;
+	p->count = 1;
+	p->next = t->bucket[h];
+	t->bucket[h] = p;
+	t->n++;
+	return 1;
+}
+
+void
+ipcount_release(struct ipcount *t, const struct ipkey *k)
+{
+	struct ipcount_node **pp = &t->bucket[ipkey_hash(k, t->nbucket)];
+
+	for (; *pp != NULL; pp = &(*pp)->next) {
+		struct ipcount_node *p = *pp;
+		if (!ipkey_eq(&p->key, k))
+			continue;
+		if (--p->count == 0) {
+			*pp = p->next;
+			free(p);
+			t->n--;
+		}
+		return;
+	}
+}

@@ -1,0 +1,38 @@
+/*
+ * ipcount: live connections per client address, for max_connections_per_ip.
+ * A small chained hash table; owns its nodes, knows nothing of sockets.
+ */
+#ifndef POP3D_IPCOUNT_H
+#define POP3D_IPCOUNT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ipcount_node;
+
+struct ipcount {
+	struct ipcount_node **bucket;
+	size_t                nbucket;   /* power of two */
+	size_t                n;         /* distinct addresses */
+};
+
+/* Key: the raw address (4 or 16 octets). */
+struct ipkey {
+	uint8_t  len;
+	uint8_t  addr[16];
+};
+
+/* 0 or -1 on ENOMEM. */
+int ipcount_init(struct ipcount *t, size_t nbucket);
+void ipcount_free(struct ipcount *t);
+
+/*
+ * Count one more connection from k unless that would exceed max.
+ * Returns the new count, 0 when at max (not counted), -1 on ENOMEM.
+ */
+long ipcount_acquire(struct ipcount *t, const struct ipkey *k, uint32_t max);
+
+/* One connection from k ended (must have been acquired). */
+void ipcount_release(struct ipcount *t, const struct ipkey *k);
+
+#endif

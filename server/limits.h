@@ -1,0 +1,46 @@
+/*
+ * limits: every protocol and resource limit in one place, each with its reason.
+ * Configurable limits (idle timeout, connection caps) have their defaults here.
+ */
+#ifndef POP3D_LIMITS_H
+#define POP3D_LIMITS_H
+
+/* RFC 2449 §4: a command line is at most 255 octets including CRLF; we accept
+ * 255 octets of command text to be generous with clients that count without it. */
+#define CMD_LINE_MAX         255
+
+/* Octets without LF after which a client is considered to be flooding us: far
+ * above any legitimate line, small enough that we never buffer it (we discard). */
+#define LINE_FLOOD_MAX       (64 * 1024)
+
+/* Input buffer: one full command line plus pipelined ones. Must be at least
+ * CMD_LINE_MAX + 2. SASL lines (a later release) get their own limit below it. */
+#define INPUT_BUF_SIZE       4096
+
+/* Output queue: stop producing RETR/LIST/UIDL data and stop reading commands
+ * above the high-water mark; resume below the low-water mark. Bounds what a
+ * client that does not read can make us hold (plus one encoded chunk). */
+#define OUTPUT_HIGH_WATER    (64 * 1024)
+#define OUTPUT_LOW_WATER     (16 * 1024)
+
+/* Message file chunk read per step; the encoder output is at most twice it. */
+#define FILE_CHUNK           (32 * 1024)
+
+/* Bad commands tolerated before the session is closed (Dovecot, nginx).
+ * Fewer before authentication: that is where scanners live. */
+#define BAD_CMDS_AUTH        10
+#define BAD_CMDS_TRANS       20
+
+/* RFC 1939 §3: the autologout timer is at least 10 minutes. */
+#define IDLE_TIMEOUT_DEFAULT 600
+
+#define MAX_CONNECTIONS_DEFAULT        10000
+#define MAX_CONNECTIONS_PER_IP_DEFAULT 50
+
+/* Delay before every failed authentication reply, in ms (auth.failure_delay). */
+#define AUTH_FAILURE_DELAY_DEFAULT_MS  2000
+
+/* Login names: longer ones are refused before any path is built. */
+#define LOGIN_MAX            255
+
+#endif

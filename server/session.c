@@ -1,0 +1,494 @@
+/*
+ * session: owns one connection's socket, timers, buffers and reference count,
+ * and the one path that frees them. Never interprets a command and never
+ * touches a maildrop itself (pop3.c does, through the thread pool).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/config.h"
+#include "server/daemon.h"
+#include "server/limits.h"
+#include "server/log.h"
+#include "server/pop3.h"
+#include "server/session.h"
+
+/* After QUIT's reply: how long we keep draining a client's leftover input. */
+#define LINGER_MS 2000
+
+static void session_process(struct session *s);
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_idle(uv_timer_t *t);
+
+static void
+session_destroy(struct session *s)
+{
+	struct daemon *d = s->d;
+
+	pop3_cleanup(s);
+	linein_free(&s->in);
+	free(s->out);
+	free(s->wbuf);
+	if (s->counted_ip)
+		ipcount_release(&d->per_ip, &s->peer_key);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else if (d->sessions == s)
+		d->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	d->nsessions--;
+	free(s);
+}
+
+void
+session_ref(struct session *s)
+{
+	s->refs++;
+}
+
+void
+session_unref(struct session *s)
+{
+	if (--s->refs == 0)
+		session_destroy(s);
+}
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+	session_unref(h->data);
+}
+
+size_t
+session_backlog(const struct session *s)
+{
+	return s->out_len + (s->writing ? s->wlen : 0);
+}
+
+static void
+idle_restart(struct session *s)
+{
+	if (!uv_is_closing((uv_handle_t *)&s->idle))
+		uv_timer_start(&s->idle, on_idle, (uint64_t)s->d->cfg->idle_timeout * 1000, 0);
+}
+
+/* Read only while we can act on what arrives: not busy, not backed up. */
+static void
+update_reading(struct session *s)
+{
+	int want = !s->closing && !s->busy && !s->close_after_flush &&
+	           session_backlog(s) < OUTPUT_HIGH_WATER;
+
+	if (want && !s->reading) {
+		if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) == 0)
+			s->reading = 1;
+	} else if (!want && s->reading) {
+		uv_read_stop((uv_stream_t *)&s->tcp);
+		s->reading = 0;
+	}
+}
+
+static void on_write(uv_write_t *req, int status);
+
+static void
+session_flush(struct session *s)
+{
+	uv_buf_t b;
+	size_t cap;
+	char *tmp;
+
+	if (s->writing || s->out_len == 0 || uv_is_closing((uv_handle_t *)&s->tcp))
+		return;
+	/* Swap: the filled queue goes out, the drained write buffer is reused. */
+	tmp = s->wbuf;
+	cap = s->wcap;
+	s->wbuf = s->out;
+	s->wcap = s->out_cap;
+	s->wlen = s->out_len;
+	s->out = tmp;
+	s->out_cap = cap;
+	s->out_len = 0;
+	b = uv_buf_init(s->wbuf, (unsigned)s->wlen);
+	s->wreq.data = s;
+	if (uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_write) != 0) {
+		session_close(s, "write failed");
+		return;
+	}
+	s->writing = 1;
+	session_ref(s);
+}
+
+char *
+session_out_reserve(struct session *s, size_t need)
+{
+	if (s->out_cap - s->out_len < need) {
+		size_t cap = s->out_cap ? s->out_cap : 1024;
+		char *p;
+		while (cap - s->out_len < need)
+			cap *= 2;
+		p = realloc(s->out, cap);
+		if (p == NULL) {
+			session_close(s, "out of memory");
+			return NULL;
+		}
+		s->out = p;
+		s->out_cap = cap;
+	}
+	return s->out + s->out_len;
+}
+
+void
+session_out_commit(struct session *s, size_t n)
+{
+	s->out_len += n;
+	session_flush(s);
+}
+
+void
+session_write(struct session *s, const char *p, size_t n)
+{
+	char *dst;
+
+	if (s->closing)
+		return;
+	dst = session_out_reserve(s, n);
+	if (dst == NULL)
+		return;
+	memcpy(dst, p, n);
+	session_out_commit(s, n);
+}
+
+void
+session_replyf(struct session *s, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof line - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof line - 3)
+		n = (int)sizeof line - 3;
+	line[n++] = '\r';
+	line[n++] = '\n';
+	session_write(s, line, (size_t)n);
+}
+
+static void
+on_linger_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
+{
+	struct session *s = h->data;
+
+	(void)buf;
+	if (nread < 0)
+		session_close(s, s->close_reason);
+	else if (nread > 0)
+		linein_reset(&s->in);   /* discard: the session is over */
+}
+
+static void
+on_shutdown(uv_shutdown_t *req, int status)
+{
+	struct session *s = req->data;
+
+	free(req);
+	(void)status;
+	if (!s->closing)
+		uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_linger_read);
+	session_unref(s);
+}
+
+/*
+ * Everything is written after QUIT (or a refusal): send FIN, then drain what
+ * the client still sends until it closes, so that closing with unread input
+ * cannot make the kernel reset the connection and destroy our last reply.
+ */
+static void
+session_linger(struct session *s)
+{
+	uv_shutdown_t *req;
+
+	if (s->reading) {
+		uv_read_stop((uv_stream_t *)&s->tcp);
+		s->reading = 0;
+	}
+	uv_timer_start(&s->idle, on_idle, LINGER_MS, 0);
+	req = malloc(sizeof *req);
+	if (req == NULL) {
+		session_close(s, s->close_reason);
+		return;
+	}
+	req->data = s;
+	if (uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown) != 0) {
+		free(req);
+		session_close(s, s->close_reason);
+		return;
+	}
+	session_ref(s);
+}
+
+static void
+on_write(uv_write_t *req, int status)
+{
+	struct session *s = req->data;
+
+	s->writing = 0;
+	if (status < 0) {
+		if (!s->closing)
+			session_close(s, status == UV_ECANCELED ? "closed" : "write error");
+		session_unref(s);
+		return;
+	}
+	if (s->closing) {
+		session_unref(s);
+		return;
+	}
+	idle_restart(s);
+	session_flush(s);
+	if (s->close_after_flush) {
+		if (session_backlog(s) == 0)
+			session_linger(s);
+	} else if (session_backlog(s) < OUTPUT_LOW_WATER) {
+		if (s->job.kind != JOB_NONE)
+			pop3_job_step(s);
+		session_process(s);
+	}
+	session_unref(s);
+}
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct session *s = h->data;
+	char *p;
+	size_t n;
+
+	(void)suggested;
+	linein_space(&s->in, &p, &n);
+	buf->base = p;
+	buf->len = n;
+}
+
+static void
+on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
+{
+	struct session *s = h->data;
+
+	(void)buf;
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		session_close(s, nread == UV_EOF ? "disconnected" : "read error");
+		return;
+	}
+	linein_commit(&s->in, (size_t)nread);
+	idle_restart(s);
+	session_process(s);
+}
+
+static void
+session_process(struct session *s)
+{
+	struct slice line;
+
+	s->processing = 1;
+	while (!s->closing && !s->busy && !s->close_after_flush &&
+	       session_backlog(s) < OUTPUT_HIGH_WATER) {
+		enum linein_status st = linein_next(&s->in, CMD_LINE_MAX, &line);
+		if (st == LINEIN_MORE)
+			break;
+		if (st == LINEIN_FLOOD) {
+			s->processing = 0;
+			session_close(s, "line flood");
+			return;
+		}
+		if (st == LINEIN_LINE)
+			pop3_line(s, line);
+		else
+			pop3_bad_input(s, st);
+	}
+	s->processing = 0;
+	update_reading(s);
+}
+
+void
+session_resume(struct session *s)
+{
+	if (s->closing)
+		return;
+	idle_restart(s);
+	if (!s->processing)     /* a command completed at once: the caller's loop goes on */
+		session_process(s);
+}
+
+void
+session_close_after_flush(struct session *s, const char *reason)
+{
+	if (s->closing || s->close_after_flush)
+		return;
+	s->close_after_flush = 1;
+	s->close_reason = reason;
+	update_reading(s);
+	if (session_backlog(s) == 0)
+		session_linger(s);
+}
+
+static void
+log_session_end(struct session *s, const char *reason)
+{
+	char user[300];
+	uint64_t ms = uv_now(s->d->loop) - s->started_ms;
+
+	if (s->state == ST_AUTH || s->user == NULL)
+		snprintf(user, sizeof user, "-");
+	else
+		str_escape(user, sizeof user, s->user, s->user_len, 64);
+	log_msg(LOG_INFO, "session end id=%llx user=%s ip=%s port=%u duration_ms=%llu "
+	        "retr=%llu retr_bytes=%llu dele=%llu removed=%llu reason=\"%s\"",
+	        (unsigned long long)s->id, user, s->peer, s->peer_port,
+	        (unsigned long long)ms, (unsigned long long)s->retr_count,
+	        (unsigned long long)s->retr_bytes, (unsigned long long)s->dele_count,
+	        (unsigned long long)s->removed, reason);
+}
+
+void
+session_close(struct session *s, const char *reason)
+{
+	if (s->closing)
+		return;
+	s->closing = 1;
+	if (s->close_reason != NULL && s->close_after_flush)
+		reason = s->close_reason;
+	if (s->counted_ip)
+		log_session_end(s, reason);
+	if (s->reading) {
+		uv_read_stop((uv_stream_t *)&s->tcp);
+		s->reading = 0;
+	}
+	uv_close((uv_handle_t *)&s->idle, on_handle_closed);
+	uv_close((uv_handle_t *)&s->delay, on_handle_closed);
+	uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+}
+
+static void
+on_idle(uv_timer_t *t)
+{
+	struct session *s = t->data;
+
+	if (s->close_after_flush) {          /* the linger period ended */
+		session_close(s, s->close_reason);
+		return;
+	}
+	if (s->state == ST_UPDATE) {         /* never interrupt UPDATE */
+		idle_restart(s);
+		return;
+	}
+	session_close(s, "idle timeout");
+}
+
+static int
+peer_setup(struct session *s)
+{
+	int len = (int)sizeof s->peer_sa;
+
+	memset(&s->peer_sa, 0, sizeof s->peer_sa);
+	if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&s->peer_sa, &len) != 0)
+		return -1;
+	if (s->peer_sa.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&s->peer_sa;
+		uv_ip4_name(a, s->peer, sizeof s->peer);
+		s->peer_port = ntohs(a->sin_port);
+		s->peer_key.len = 4;
+		memcpy(s->peer_key.addr, &a->sin_addr, 4);
+	} else if (s->peer_sa.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&s->peer_sa;
+		uv_ip6_name(a, s->peer, sizeof s->peer);
+		s->peer_port = ntohs(a->sin6_port);
+		s->peer_key.len = 16;
+		memcpy(s->peer_key.addr, &a->sin6_addr, 16);
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+/* Tell an over-limit client why and hang up; it never reaches POP3. */
+static void
+session_refuse(struct session *s, const char *why)
+{
+	s->d->stats.refused++;
+	log_msg(LOG_WARN, "connection refused ip=%s reason=\"%s\"", s->peer, why);
+	session_replyf(s, "-ERR [SYS/TEMP] %s, try again later", why);
+	session_close_after_flush(s, why);
+}
+
+void
+session_accept(struct daemon *d, uv_stream_t *server)
+{
+	struct session *s = calloc(1, sizeof *s);
+	long n;
+
+	if (s == NULL) {
+		log_msg(LOG_ERR, "accept: out of memory");
+		return;
+	}
+	s->d = d;
+	s->id = ++d->next_id;
+	s->job.fd = -1;
+	s->started_ms = uv_now(d->loop);
+	s->next = d->sessions;
+	if (d->sessions != NULL)
+		d->sessions->prev = s;
+	d->sessions = s;
+	d->nsessions++;
+
+	uv_tcp_init(d->loop, &s->tcp);
+	uv_timer_init(d->loop, &s->idle);
+	uv_timer_init(d->loop, &s->delay);
+	s->tcp.data = s->idle.data = s->delay.data = s;
+	s->refs = 3;   /* the three handles above, released in their close callbacks */
+
+	if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0 || peer_setup(s) != 0 ||
+	    linein_init(&s->in, INPUT_BUF_SIZE) != 0) {
+		session_close(s, "accept failed");
+		return;
+	}
+	uv_tcp_nodelay(&s->tcp, 1);
+	d->stats.connections++;
+	idle_restart(s);
+
+	if (d->nsessions > d->cfg->max_connections) {
+		session_refuse(s, "too many connections");
+		return;
+	}
+	n = ipcount_acquire(&d->per_ip, &s->peer_key, d->cfg->max_connections_per_ip);
+	if (n <= 0) {
+		session_refuse(s, n == 0 ? "too many connections from your address" : "out of memory");
+		return;
+	}
+	s->counted_ip = 1;
+	pop3_start(s);
+	session_process(s);
+}
+
+void
+session_close_all(struct daemon *d, const char *reason)
+{
+	struct session *s, *next;
+
+	for (s = d->sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->state != ST_UPDATE)
+			session_close(s, reason);
+	}
+}

@@ -1,0 +1,334 @@
+"""RFC 1939 / RFC 2449 behaviour: greeting, CAPA, USER/PASS, APOP, states, argument checking."""
+import hashlib
+import re
+import time
+import unittest
+
+from harness import Closed, Pop3TestCase, apop_timestamp, make_maildir, deliver, parse_list
+
+GREETING = re.compile(rb"^\+OK .*<[^<>@\s]+@[^<>\s]+>$")
+CAPS_REQUIRED = (b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING")
+
+# Three small messages for alice, enough for every numbering case.
+SMALL = [b"Subject: one\n\nbody one\n", b"Subject: two\n\nbody two\n", b"Subject: three\n\n.dot\n"]
+
+
+def small_maildir(d, user="alice"):
+    md = d.maildir(user)
+    for i, data in enumerate(SMALL):
+        deliver(md, data, name="100%d.M1P1.small-%d" % (i, i), mtime=1700000000 + i)
+    return md
+
+
+class GreetingCapaTest(Pop3TestCase):
+
+    def setUp(self):
+        self.d = self.daemon()
+
+    def test_greeting_has_unique_apop_timestamp(self):
+        stamps = set()
+        for _ in range(3):
+            c = self.connect(self.d)
+            self.assertRegex(c.greeting, GREETING)
+            stamps.add(apop_timestamp(c.greeting))
+            c.quit()
+        self.assertEqual(len(stamps), 3, stamps)
+
+    def capa(self, c):
+        st, data = c.cmd_multi("CAPA")
+        self.assertOK(st)
+        lines = data.split(b"\r\n")
+        self.assertEqual(lines[-1], b"")
+        return lines[:-1]
+
+    def check_caps(self, lines, user_expected):
+        words = [l.split(b" ")[0].upper() for l in lines]
+        for cap in CAPS_REQUIRED:
+            self.assertIn(cap, words)
+        self.assertIn(b"IMPLEMENTATION", words)
+        self.assertEqual(b"USER" in words, user_expected, lines)
+        self.assertEqual(len(words), len(set(words)), "a capability listed twice: %r" % lines)
+
+    def test_capa_in_authorization_and_transaction(self):
+        make_maildir(self.d.maildir("alice"))
+        c = self.connect(self.d)
+        self.check_caps(self.capa(c), True)
+        c.login("alice", self.d.password("alice"))
+        self.check_caps(self.capa(c), True)
+        c.quit()
+
+    def test_keywords_are_case_insensitive(self):
+        make_maildir(self.d.maildir("alice"))
+        c = self.connect(self.d)
+        self.assertOK(c.cmd_multi("cApA")[0])
+        self.assertOK(c.cmd("user alice"))
+        self.assertOK(c.cmd("PaSs " + self.d.password("alice")))
+        for cmd in ("stat", "Stat", "noop", "rset"):
+            self.assertOK(c.cmd(cmd), cmd)
+        self.assertOK(c.cmd_multi("list")[0])
+        self.assertOK(c.cmd_multi("uIdL")[0])
+        self.assertOK(c.cmd("quit"))
+        c.wait_closed()
+
+
+class TlsOnlyTest(Pop3TestCase):
+
+    def test_plaintext_tls_only_refuses_user_pass(self):
+        d = self.daemon(plaintext="tls-only")
+        make_maildir(d.maildir("alice"))
+        c = self.connect(d)
+        st, data = c.cmd_multi("CAPA")
+        self.assertOK(st)
+        words = [l.split(b" ")[0].upper() for l in data.split(b"\r\n") if l]
+        self.assertNotIn(b"USER", words)
+        self.assertERR(c.cmd("USER alice"))
+        self.assertERR(c.cmd("PASS " + d.password("alice")))
+        self.assertERR(c.cmd("STAT"), "must not be logged in")
+        c.quit()
+
+
+class AuthTest(Pop3TestCase):
+
+    def setUp(self):
+        self.d = self.daemon(failure_delay=0.5)
+        for u in self.d.users:
+            make_maildir(self.d.maildir(u))
+
+    def timed_fail(self, c, user, password):
+        st = c.cmd("USER " + user)
+        self.assertOK(st, "USER must not reveal whether %s exists: %r" % (user, st))
+        t0 = time.monotonic()
+        st = c.cmd("PASS " + password)
+        took = time.monotonic() - t0
+        self.assertTrue(st.startswith(b"-ERR [AUTH]"), st)
+        self.assertGreaterEqual(took, 0.45, "failure_delay 0.5 s not applied")
+        return st
+
+    def test_login_ok(self):
+        c = self.connect(self.d)
+        c.login("alice", "alice-pw")
+        self.assertEqual(c.cmd("STAT"), b"+OK 0 0")
+        c.quit()
+
+    def test_login_with_domain(self):
+        c = self.connect(self.d)
+        c.login("bob@example.org", "bob-pw")
+        self.assertOK(c.cmd("STAT"))
+        c.quit()
+
+    def test_wrong_password_and_unknown_user_are_alike(self):
+        c = self.connect(self.d)
+        self.timed_fail(c, "alice", "wrong")
+        self.timed_fail(c, "nosuchuser", "wrong")
+        self.timed_fail(c, "alice", "alice-pw ")     # the trailing space is part of the password
+        self.timed_fail(c, "ALICE", "alice-pw")       # login names are exact
+        # still in AUTHORIZATION: a correct login works afterwards
+        c.login("alice", "alice-pw")
+        self.assertOK(c.cmd("STAT"))
+        c.quit()
+
+    def test_pass_without_user(self):
+        c = self.connect(self.d)
+        self.assertERR(c.cmd("PASS alice-pw"))
+        self.assertERR(c.cmd("STAT"))
+        c.login("alice", "alice-pw")
+        c.quit()
+
+    def test_user_then_user_again(self):
+        c = self.connect(self.d)
+        self.assertOK(c.cmd("USER carol"))
+        self.assertOK(c.cmd("USER alice"))   # RFC 1939 allows a new USER; the last one counts
+        self.assertOK(c.cmd("PASS alice-pw"))
+        c.quit()
+
+    def test_apop(self):
+        c = self.connect(self.d)
+        ts = apop_timestamp(c.greeting)
+        self.assertIsNotNone(ts, c.greeting)
+        digest = hashlib.md5(ts + b"alice-pw").hexdigest()
+        self.assertOK(c.cmd("APOP alice " + digest))
+        self.assertOK(c.cmd("STAT"))
+        c.quit()
+
+    def test_apop_uppercase_digest(self):
+        c = self.connect(self.d)
+        digest = hashlib.md5(apop_timestamp(c.greeting) + b"carol-pw").hexdigest().upper()
+        self.assertOK(c.cmd("APOP carol " + digest))
+        c.quit()
+
+    def test_apop_wrong_digest_or_other_timestamp(self):
+        c1 = self.connect(self.d)
+        c2 = self.connect(self.d)
+        other = hashlib.md5(apop_timestamp(c2.greeting) + b"alice-pw").hexdigest()
+        t0 = time.monotonic()
+        st = c1.cmd("APOP alice " + other)   # a digest for another connection's timestamp
+        self.assertTrue(st.startswith(b"-ERR [AUTH]"), st)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.45)
+        self.assertTrue(c1.cmd("APOP alice " + "0" * 32).startswith(b"-ERR"))
+        self.assertTrue(c1.cmd("APOP alice nothex").startswith(b"-ERR"))
+        self.assertTrue(c1.cmd("APOP alice").startswith(b"-ERR"))
+        c1.quit()
+        c2.quit()
+
+    def test_session_end_logged_without_password(self):
+        c = self.connect(self.d)
+        self.timed_fail(c, "alice", "Sup3rSecretWrong")
+        c.login("alice", "alice-pw")
+        c.quit()
+        line = self.d.wait_session_end(1)
+        self.assertIn("user=alice", line)
+        self.assertIn("reason=", line)
+        log = self.d.stderr()
+        self.assertNotIn("Sup3rSecretWrong", log)
+        self.assertNotIn("alice-pw", log)
+
+
+class CryptUserTest(Pop3TestCase):
+
+    def test_apop_refused_for_crypt_user(self):
+        # SHA-512 crypt of "pw" with a fixed salt; any crypt(3) string is a valid users-file secret
+        h = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/"
+        d = self.daemon(users={"eve": h}, failure_delay=0.1)
+        make_maildir(d.maildir("eve"))
+        c = self.connect(d)
+        digest = hashlib.md5(apop_timestamp(c.greeting) + b"pw").hexdigest()
+        self.assertTrue(c.cmd("APOP eve " + digest).startswith(b"-ERR"))
+        c.login("eve", "pw")     # the crypt secret itself works with USER/PASS
+        c.quit()
+
+
+class StateTest(Pop3TestCase):
+    """Every command in the wrong state, every bad argument: -ERR and the session goes on."""
+
+    AUTH_STATE_REJECTS = ["STAT", "LIST", "LIST 1", "RETR 1", "DELE 1", "NOOP", "RSET", "TOP 1 0",
+                          "UIDL", "UIDL 1", "PASS x", "XYZZY", "", "USER", "APOP alice"]
+    TRANS_STATE_REJECTS = ["USER alice", "PASS alice-pw", "APOP alice 0123456789abcdef0123456789abcdef"]
+    # n = 3 messages
+    BAD_ARGS = ["LIST 0", "LIST 4", "LIST 4294967297", "LIST 4294967296", "LIST 18446744073709551617",
+                "LIST -1", "LIST +1", "LIST 1x", "LIST x", "LIST 1 2", "LIST 0x1", "LIST 1.0",
+                "RETR", "RETR 0", "RETR 4", "RETR 1 5", "RETR x", "RETR -1", "RETR 4294967297",
+                "TOP 1", "TOP", "TOP 0 1", "TOP 4 1", "TOP 1 x", "TOP 1 -1", "TOP x 1", "TOP 1 1 1",
+                "DELE", "DELE 0", "DELE 4", "DELE 4294967297", "DELE 1 1", "DELE x",
+                "UIDL 0", "UIDL 4", "UIDL 4294967297", "UIDL x",
+                "STAT 1", "NOOP x", "RSET x", "CAPA x", "XYZZY", "RETRX 1", ""]
+
+    def setUp(self):
+        self.d = self.daemon()
+        small_maildir(self.d)
+        self.ends = 0
+
+    def fresh(self, login=True):
+        c = self.connect(self.d)
+        if login:
+            c.login("alice", "alice-pw")
+        return c
+
+    def done(self, c):
+        c.quit()
+        self.ends += 1
+        self.d.wait_session_end(self.ends)   # the lock is free again before the next login
+
+    def test_wrong_state_in_authorization(self):
+        # one connection per command: the bad-command limit is lower before authentication
+        for cmd in self.AUTH_STATE_REJECTS:
+            with self.subTest(cmd=cmd):
+                c = self.fresh(login=False)
+                self.assertERR(c.cmd(cmd), cmd)
+                c.login("alice", "alice-pw")     # the session went on, still in AUTHORIZATION
+                self.assertEqual(c.cmd("STAT"), b"+OK 3 %d" % sum(len(s) + s.count(b"\n") for s in SMALL))
+                self.done(c)
+
+    def test_wrong_state_in_transaction(self):
+        for cmd in self.TRANS_STATE_REJECTS:
+            with self.subTest(cmd=cmd):
+                c = self.fresh()
+                self.assertERR(c.cmd(cmd), cmd)
+                self.assertOK(c.cmd("NOOP"))
+                self.done(c)
+
+    def test_bad_arguments(self):
+        for cmd in self.BAD_ARGS:
+            with self.subTest(cmd=cmd):
+                c = self.fresh()
+                st = c.cmd(cmd)
+                self.assertERR(st, "%r -> %r" % (cmd, st))
+                self.assertOK(c.cmd("NOOP"))
+                self.assertEqual(c.cmd("LIST 1"), b"+OK 1 %d" % (len(SMALL[0]) + SMALL[0].count(b"\n")))
+                self.done(c)
+
+    def test_deleted_message_is_gone_for_the_session(self):
+        c = self.fresh()
+        self.assertOK(c.cmd("DELE 2"))
+        for cmd in ("DELE 2", "RETR 2", "LIST 2", "TOP 2 0", "UIDL 2"):
+            self.assertERR(c.cmd(cmd), cmd)
+        sizes = [len(s) + s.count(b"\n") for s in SMALL]
+        self.assertEqual(c.cmd("STAT"), b"+OK 2 %d" % (sizes[0] + sizes[2]))
+        st, data = c.cmd_multi("LIST")
+        self.assertEqual(parse_list(data), [(1, str(sizes[0])), (3, str(sizes[2]))])
+        st, data = c.cmd_multi("UIDL")
+        self.assertEqual([n for n, _ in parse_list(data)], [1, 3])
+        self.assertOK(c.cmd("RSET"))
+        self.assertEqual(c.cmd("STAT"), b"+OK 3 %d" % sum(sizes))
+        self.assertOK(c.cmd("LIST 2"))
+        self.done(c)
+
+    def test_leading_zeros_and_max_u32(self):
+        c = self.fresh()
+        # a number that is valid but beyond the count is still -ERR
+        self.assertERR(c.cmd("LIST 4294967295"))
+        self.assertERR(c.cmd("RETR 4294967295"))
+        self.done(c)
+
+    def test_top_zero_lines_of_each(self):
+        c = self.fresh()
+        for i in range(1, 4):
+            st, data = c.cmd_multi("TOP %d 0" % i)
+            self.assertOK(st)
+            self.assertEqual(data, SMALL[i - 1].split(b"\n\n")[0].replace(b"\n", b"\r\n") + b"\r\n\r\n")
+        self.done(c)
+
+    def test_quit_in_authorization(self):
+        c = self.fresh(login=False)
+        c.quit()
+        line = self.d.wait_session_end(1)
+        self.assertIn("reason=", line)
+
+
+class BadCommandLimitTest(Pop3TestCase):
+
+    def setUp(self):
+        self.d = self.daemon()
+        make_maildir(self.d.maildir("alice"))
+
+    def count_until_closed(self, c, cmd, limit):
+        """Send cmd one at a time; return how many -ERR came before the server closed."""
+        errs = 0
+        for _ in range(limit):
+            try:
+                c.send(cmd + b"\r\n")
+                st = c.line()
+            except (Closed, ConnectionError):   # closed, reset or broken pipe
+                return errs
+            self.assertERR(st)
+            errs += 1
+        self.fail("still open after %d bad commands" % limit)
+
+    def test_too_many_bad_commands_before_auth(self):
+        c = self.connect(self.d)
+        n = self.count_until_closed(c, b"XYZZY", 30)
+        self.assertGreaterEqual(n, 3)
+        self.assertLessEqual(n, 25)
+        self.d.wait_session_end(1)
+        self.connect(self.d).quit()   # the daemon is fine
+
+    def test_too_many_bad_commands_in_transaction(self):
+        c = self.connect(self.d)
+        c.login("alice", "alice-pw")
+        n = self.count_until_closed(c, b"RETR 999", 40)
+        self.assertGreaterEqual(n, 3)
+        self.assertLessEqual(n, 30)
+        self.d.wait_session_end(1)
+
+
+if __name__ == "__main__":
+    unittest.main()
