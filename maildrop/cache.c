@@ -123,7 +123,8 @@ parse(struct md_cache *c, const char *buf, size_t len, size_t max_recs)
 		else
 			c->n++;
 	}
-	qsort(c->rec, c->n, sizeof *c->rec, rec_cmp);
+	if (c->n > 1)
+		qsort(c->rec, c->n, sizeof *c->rec, rec_cmp);
 	/* Two lines for one name: neither can be believed. */
 	for (i = 0, w = 0; i < c->n; i = j) {
 		for (j = i + 1; j < c->n && rec_cmp(&c->rec[i], &c->rec[j]) == 0; j++)

@@ -365,7 +365,7 @@ scan_dir(const char *root, const char *sub, struct scan *s, char *err, size_t er
 			if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
 				if (errno == ENOENT)
 					continue;   /* moved away meanwhile */
-				st = fail(err, errlen, MD_TEMP, "stat", de->d_name, errno);
+				st = fail(err, errlen, MD_TEMP, "stat in", path, errno);
 				break;
 			}
 			if (!S_ISREG(sb.st_mode))
@@ -409,7 +409,8 @@ dedupe(struct scan *s)
 {
 	size_t i, w = 0;
 
-	qsort(s->v, s->n, sizeof *s->v, ent_base_cmp);
+	if (s->n > 1)
+		qsort(s->v, s->n, sizeof *s->v, ent_base_cmp);
 	for (i = 0; i < s->n; i++) {
 		if (w > 0 && name_cmp(ENT_BASE(&s->v[w - 1]), s->v[w - 1].baselen,
 		    ENT_BASE(&s->v[i]), s->v[i].baselen) == 0) {
@@ -646,7 +647,7 @@ maildrop_open(const char *path, struct maildrop **out, char *err, size_t errlen)
 		goto out;
 	}
 	md_cache_load(&cache, path, MAILDROP_MSGS_MAX, cerr, sizeof cerr);
-	dirty = md_cache_stale(&cache);
+	dirty = 0;
 	for (i = 0, w = 0; i < s.n; i++) {
 		r = measure(path, &s.v[i], &cache, buf, err, errlen);
 		if (r < 0) {
@@ -663,7 +664,11 @@ maildrop_open(const char *path, struct maildrop **out, char *err, size_t errlen)
 		s.v[w++] = s.v[i];
 	}
 	s.n = w;
-	qsort(s.v, s.n, sizeof *s.v, ent_order_cmp);
+	/* After every lookup: lines for messages that are gone make it stale. */
+	if (md_cache_stale(&cache))
+		dirty = 1;
+	if (s.n > 1)
+		qsort(s.v, s.n, sizeof *s.v, ent_order_cmp);
 
 	md = calloc(1, sizeof *md);
 	if (md != NULL) {

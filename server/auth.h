@@ -45,6 +45,10 @@ struct users {
  * Unparseable lines, unknown schemes and duplicates are added to d as
  * "FILE:LINE: text" and skipped. Returns 0 with *out set (possibly with
  * problems in d), or -1 when the file cannot be read at all.
+ * On -1, *out is NULL and d holds "FILE: reason" (cannot open, not a regular
+ * file, larger than USERS_FILE_MAX, read error, out of memory). Lines are read
+ * with a fixed buffer, so memory stays proportional to what is loaded. The
+ * loaded users never change; share them with users_ref.
  */
 int users_load(const char *path, struct users **out, struct diag *d);
 

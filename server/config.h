@@ -15,10 +15,74 @@ enum plaintext_mode {
 	PLAINTEXT_ALWAYS      /* USER/PASS allowed on clear-text connections */
 };
 
+enum tls_mode {
+	TLS_NONE,             /* clear text; STLS not offered */
+	TLS_STARTTLS,         /* clear text; STLS offered (RFC 2595) */
+	TLS_IMPLICIT          /* TLS from the first byte (RFC 8314, port 995) */
+};
+
 struct listen_cfg {
 	char     *address;    /* numeric IPv4 or IPv6 address */
 	uint16_t  port;
+	int       tls;        /* enum tls_mode; listen[].tls, default "none" */
 	int       line;       /* config line of the entry, for messages */
+};
+
+/* An address block such as 127.0.0.0/8 or ::1 (prefix 128). */
+struct cidr {
+	int      family;      /* AF_INET or AF_INET6 */
+	uint8_t  addr[16];    /* network byte order; 4 octets used for AF_INET */
+	uint8_t  prefix;      /* 0..32 or 0..128 */
+};
+
+struct tls_sni_cfg {
+	char *name;           /* host name the client asks for (exact, case-insensitive) */
+	char *certificate;    /* absolute path, PEM, chain allowed */
+	char *key;            /* absolute path, PEM */
+	int   line;
+};
+
+struct tls_cfg {
+	int                 present;          /* the tls group was given */
+	char               *certificate;      /* absolute path, PEM (chain allowed) */
+	char               *key;              /* absolute path, PEM */
+	int                 min_version;      /* OpenSSL TLS1_2_VERSION (default) or TLS1_3_VERSION */
+	char               *ciphers;          /* TLS <= 1.2 list, OpenSSL syntax; NULL = our default */
+	char               *ciphersuites;     /* TLS 1.3 suites; NULL = OpenSSL's default */
+	struct tls_sni_cfg *sni;
+	size_t              nsni;
+	uint32_t            handshake_timeout; /* seconds, default 30 */
+	int                 line;
+};
+
+enum retention {
+	RET_UNSET,            /* inherit from the enclosing level */
+	RET_DELETE,           /* remove downloaded messages at UPDATE (EXPIRE 0) */
+	RET_KEEP              /* keep downloaded messages keep_days (or forever) */
+};
+
+#define POLICY_UNSET (-1) /* an integer policy field that was not written */
+
+/*
+ * One policy level: the defaults (match NULL), a domain, or a user. Fields
+ * left out are RET_UNSET / POLICY_UNSET and inherit (see policy/rules.h).
+ */
+struct policy_rule_cfg {
+	char           *match;        /* domain or login name; NULL for the defaults */
+	int             line;
+	enum retention  retention;
+	int32_t         keep_days;    /* 0..36500 */
+	int32_t         unread_days;  /* 0..36500; 0 = never expire unread mail */
+	int32_t         login_delay;  /* seconds, 0..86400 */
+};
+
+struct policy_cfg {
+	struct policy_rule_cfg  def;          /* policy.retention, keep_days, ... */
+	struct policy_rule_cfg *domains;      /* policy.domains */
+	size_t                  ndomains;
+	struct policy_rule_cfg *users;        /* policy.users */
+	size_t                  nusers;
+	uint32_t                expire_interval;  /* seconds, 60..604800, default 3600 */
 };
 
 struct config {
@@ -30,6 +94,8 @@ struct config {
 
 	char              *users_file;    /* absolute (resolved against dir) */
 	enum plaintext_mode plaintext;
+	struct cidr       *plaintext_trusted;  /* auth.plaintext_trusted: clear-text login allowed */
+	size_t             nplaintext_trusted;
 	uint32_t           failure_delay_ms;  /* auth.failure_delay, in ms */
 
 	char              *maildrop_path; /* template with %u %n %d %h %% */
@@ -37,6 +103,9 @@ struct config {
 	uint32_t           idle_timeout;  /* seconds, 1..86400; -t warns below 600 (RFC 1939) */
 	uint32_t           max_connections;
 	uint32_t           max_connections_per_ip;
+
+	struct tls_cfg     tls;           /* the tls group */
+	struct policy_cfg  policy;        /* the policy group */
 };
 
 /*

@@ -14,6 +14,7 @@ struct config;
 struct users;
 struct session;
 struct listener;
+struct tls_ctx;
 
 struct counters {
 	uint64_t connections;     /* accepted */
@@ -29,6 +30,7 @@ struct daemon {
 	uv_loop_t        *loop;
 	struct config    *cfg;
 	struct users     *users;          /* reference held; sessions take their own */
+	struct tls_ctx   *tls;            /* NULL when no listener uses TLS */
 
 	struct listener  *listeners;
 	size_t            nlisteners;

@@ -34,6 +34,7 @@ listen_one(struct daemon *d, struct listener *l, const struct listen_cfg *c)
 	int r;
 
 	l->d = d;
+	l->cfg = c;
 	if (strchr(c->address, ':') != NULL) {
 		snprintf(l->name, sizeof l->name, "[%s]:%u", c->address, c->port);
 		r = uv_ip6_addr(c->address, c->port, (struct sockaddr_in6 *)&ss);
@@ -57,7 +58,8 @@ listen_one(struct daemon *d, struct listener *l, const struct listen_cfg *c)
 		log_msg(LOG_ERR, "listen %s: %s", l->name, uv_strerror(r));
 		return -1;
 	}
-	log_msg(LOG_INFO, "listening on %s", l->name);
+	log_msg(LOG_INFO, "listening on %s tls=%s", l->name,
+	        c->tls == TLS_IMPLICIT ? "implicit" : c->tls == TLS_STARTTLS ? "starttls" : "none");
 	return 0;
 }
 

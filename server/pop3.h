@@ -14,6 +14,12 @@ struct session;
 /* A new connection: set AUTHORIZATION state and send the greeting. */
 void pop3_start(struct session *s);
 
+/* The TLS handshake finished: implicit TLS greets, STLS restarts AUTHORIZATION. */
+void pop3_tls_ready(struct session *s);
+
+/* The longest line the protocol accepts now (a command, or a SASL response). */
+size_t pop3_line_max(const struct session *s);
+
 /* One complete command line (without CRLF). */
 void pop3_line(struct session *s, struct slice line);
 

@@ -16,8 +16,17 @@
 #include "server/multiline.h"
 
 struct daemon;
+struct listener;
 struct maildrop;
 struct auth_req;
+struct tls_conn;
+struct sasl;
+
+enum tls_state {
+	TLSS_NONE,           /* clear text */
+	TLSS_HANDSHAKE,      /* handshake running: no POP3 input is processed */
+	TLSS_ACTIVE          /* every byte goes through the engine */
+};
 
 enum pop3_state {
 	ST_AUTH   = 1u << 0,   /* AUTHORIZATION */
@@ -52,6 +61,7 @@ struct session {
 	struct session  *prev, *next;
 	uint64_t         id;
 
+	struct listener *listener;       /* where the connection arrived */
 	uv_tcp_t         tcp;
 	uv_timer_t       idle;           /* autologout (RFC 1939 §3) */
 	uv_timer_t       delay;          /* failed-auth delay */
@@ -69,6 +79,14 @@ struct session {
 	/* input */
 	struct linein    in;
 	int              reading;        /* uv_read_start is in effect */
+
+	/* TLS: ciphertext is read into cin and fed to the engine */
+	struct tls_conn *tls;
+	enum tls_state   tls_state;
+	int              tls_start;      /* STLS answered: start TLS once the +OK is written */
+	int              tls_notified;   /* close_notify queued */
+	char            *cin;
+	int              plaintext_trusted; /* peer in auth.plaintext_trusted */
 
 	/* output: out is being filled; wbuf is in flight in wreq */
 	char            *out;
@@ -92,6 +110,9 @@ struct session {
 	char            *md_path;        /* expanded maildrop path */
 	struct maildrop *md;             /* locked snapshot in TRANSACTION/UPDATE */
 	int              quit_seen;      /* QUIT received in TRANSACTION */
+	int              utf8;           /* UTF8 command given (RFC 6856) */
+	struct sasl     *sasl;           /* AUTH exchange in progress: lines go to it */
+	const char      *mech;           /* mechanism of the login attempt, for logs */
 	struct job       job;
 
 	/* per-session counts for the end-of-session log line */
@@ -128,6 +149,9 @@ void session_close(struct session *s, const char *reason);
 /* Hold / release a reference for a request in flight (uv_work, uv_fs). */
 void session_ref(struct session *s);
 void session_unref(struct session *s);
+
+/* STLS was answered: switch to TLS once that +OK is on the wire (RFC 2595). */
+void session_start_tls_after_flush(struct session *s);
 
 /* Close every session (shutdown); ones in UPDATE finish first. */
 void session_close_all(struct daemon *d, const char *reason);

@@ -293,7 +293,7 @@ class Daemon:
             self._eof = False
             self.proc = subprocess.Popen([pop3d_path(), "-c", self.conf], stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                         cwd=self.dir, env=child_env())
+                                         cwd="/", env=child_env())
             self._reader = threading.Thread(target=self._read_stderr, daemon=True)
             self._reader.start()
             line = self.wait_log("ready", timeout=READY_TIMEOUT, fail=False)

@@ -419,6 +419,32 @@ static void test_load_unreadable(void **state)
 	diag_free(&d);
 }
 
+/* Sparse files: exactly USERS_FILE_MAX is read (one long line of NULs), one more is refused. */
+static void test_file_size_limit(void **state)
+{
+	struct diag d = { 0 };
+	struct users *u = NULL;
+	const char *path;
+
+	(void)state;
+	path = write_str("");
+	assert_int_equal(truncate(path, USERS_FILE_MAX), 0);
+	u = load_ok(path, &d);
+	assert_int_equal(u->n, 0);
+	assert_int_equal(d.n, 1);
+	assert_true(diag_has(&d, path, 1, "line longer"));
+	users_unref(u);
+	diag_free(&d);
+
+	assert_int_equal(truncate(path, (off_t)USERS_FILE_MAX + 1), 0);
+	assert_int_equal(users_load(path, &u, &d), -1);
+	assert_null(u);
+	assert_int_equal(d.n, 1);
+	assert_non_null(strstr(d.msg[0], "larger than 64 MiB"));
+	diag_free(&d);
+	assert_int_equal(truncate(path, 0), 0);
+}
+
 static void test_find_exact(void **state)
 {
 	struct diag d = { 0 };
@@ -731,6 +757,7 @@ int main(void)
 		cmocka_unit_test(test_huge_lines),
 		cmocka_unit_test(test_crlf_and_no_final_newline),
 		cmocka_unit_test(test_load_unreadable),
+		cmocka_unit_test(test_file_size_limit),
 		cmocka_unit_test(test_find_exact),
 		cmocka_unit_test(test_login_name_valid),
 		cmocka_unit_test(test_check_results),

@@ -396,8 +396,11 @@ static void test_flood_large_cap(void **state)
 
 	(void)state;
 	assert_non_null(in);
-	memset(in, 'A', LINE_FLOOD_MAX + 1);
-	memcpy(in + LINE_FLOOD_MAX + 1, "\nNOOP\n", 6);
+	memset(in, 'A', LINE_FLOOD_MAX);
+	memcpy(in + LINE_FLOOD_MAX, "\nNOOP\n", 6);
+	run_once(cap, CMD_LINE_MAX, in, LINE_FLOOD_MAX + 6, cap, &g);
+	EXPECT_LOG(&g, "TOOLONG\nL:NOOP\n");
+	memcpy(in + LINE_FLOOD_MAX, "A\nNOOP\n", 7);
 	run_once(cap, CMD_LINE_MAX, in, LINE_FLOOD_MAX + 7, cap, &g);
 	EXPECT_LOG(&g, "FLOOD\n");
 	free(in);
