@@ -25,6 +25,8 @@ LIB_SRCS += server/linein.c
 LIB_SRCS += server/multiline.c
 LIB_SRCS += server/config.c
 LIB_SRCS += server/auth.c
+LIB_SRCS += server/tlsio.c
+LIB_SRCS += server/sasl.c
 LIB_SRCS += server/log.c
 LIB_SRCS += server/ipcount.c
 LIB_SRCS += server/session.c
@@ -35,7 +37,11 @@ LIB_SRCS += server/listen.c
 LIB_SRCS += maildrop/maildir.c
 LIB_SRCS += maildrop/cache.c
 LIB_SRCS += maildrop/update.c
+LIB_SRCS += maildrop/state.c
 LIB_SRCS += policy/policy.c
+LIB_SRCS += policy/rules.c
+LIB_SRCS += policy/retention.c
+LIB_SRCS += policy/expire.c
 
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 MAIN_OBJ := $(BUILD)/server/main.o

@@ -1,8 +1,8 @@
 /*
- * maildir: opening a maildrop for one session: path templates, the lock, one
+ * maildir: opening a maildrop for a session or a sweep: path templates, the lock, one
  * scan of new/ and cur/ with CRLF sizes and UIDLs, and finding a message again
  * after another program renamed it. Runs on the thread pool; never removes or
- * renames a message (update.c does, and only after QUIT).
+ * renames a message (update.c does, and only after QUIT or for a sweep).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +18,7 @@
 
 #include "maildrop/cache.h"
 #include "maildrop/maildrop.h"
+#include "maildrop/state.h"
 #include "server/strutil.h"
 
 #define LOCK_FILE  "pop3d.lock"
@@ -326,7 +327,7 @@ scan_add(struct scan *s, const char *sub, const char *name, size_t nlen)
 
 /* One readdir pass: regular files whose names do not start with '.'. */
 static enum md_status
-scan_dir(const char *root, const char *sub, struct scan *s, char *err, size_t errlen)
+scan_dir(const char *root, const char *sub, struct scan *s, int sweep, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	enum md_status st = MD_OK;
@@ -339,6 +340,8 @@ scan_dir(const char *root, const char *sub, struct scan *s, char *err, size_t er
 	if (join(path, sizeof path, root, sub) < 0)
 		return fail(err, errlen, MD_PERM, "maildrop path", root, ENAMETOOLONG);
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 && sweep && errno == ENOENT)
+		return MD_OK;   /* a sweep creates nothing: a missing folder holds no mail */
 	if (fd < 0)
 		return fail(err, errlen, status_of(errno), "open", path, errno);
 	d = fdopendir(fd);
@@ -548,6 +551,43 @@ measure(const char *root, struct ent *e, struct md_cache *c, char *buf, char *er
 	return count_file(root, e, buf, err, errlen);
 }
 
+/*
+ * For a sweep: mtime and disk size from a fresh stat; the CRLF size from the
+ * cache or ",W=" when they fit the file, else the disk size. Reads no message
+ * (a sweep over an account nobody reads must not read all of it every hour).
+ * 0, 1 (vanished) or -1.
+ */
+static int
+measure_sweep(const char *root, struct ent *e, struct md_cache *c, char *err, size_t errlen)
+{
+	const struct md_cache_rec *r;
+	char path[PATH_MAX];
+	struct stat st;
+	uint64_t w = 0;
+
+	if (join(path, sizeof path, root, e->file) < 0) {
+		fail(err, errlen, MD_TEMP, "path", e->file, ENAMETOOLONG);
+		return -1;
+	}
+	if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (vanished(errno))
+			return 1;
+		fail(err, errlen, MD_TEMP, "stat", path, errno);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode))
+		return 1;
+	e->mtime = (int64_t)st.st_mtime;
+	e->disk_size = (uint64_t)st.st_size;
+	e->size = e->disk_size;
+	r = md_cache_find(c, ENT_BASE(e), e->baselen);
+	if (r != NULL && r->disk_size == e->disk_size)
+		e->size = r->size;
+	else if (name_field(ENT_BASE(e), e->baselen, 'W', &w) == 0 && w_plausible(w, e->disk_size))
+		e->size = w;
+	return 0;
+}
+
 static int
 make_uidl(const char *base, size_t n, char out[UIDL_MAX + 1])
 {
@@ -609,8 +649,33 @@ cache_update(struct maildrop *md, const struct scan *s)
 	free(recs);
 }
 
-enum md_status
-maildrop_open(const char *path, struct maildrop **out, char *err, size_t errlen)
+/* A sweep of a maildir that does not exist: nothing to lock, nothing listed. */
+static enum md_status
+open_absent(const char *path, struct maildrop **out, char *err, size_t errlen)
+{
+	struct maildrop *md = calloc(1, sizeof *md);
+
+	if (md != NULL) {
+		md->path = strdup(path);
+		md->msgs = calloc(1, sizeof *md->msgs);
+	}
+	if (md == NULL || md->path == NULL || md->msgs == NULL) {
+		if (md != NULL) {
+			free(md->path);
+			free(md->msgs);
+			free(md);
+		}
+		return fail(err, errlen, MD_TEMP, "scan", path, ENOMEM);
+	}
+	md->lock_fd = -1;
+	md->sweep = 1;
+	md->state_ok = 1;
+	*out = md;
+	return MD_OK;
+}
+
+static enum md_status
+open_md(const char *path, int sweep, struct maildrop **out, char *err, size_t errlen)
 {
 	struct maildrop *md = NULL;
 	struct md_cache cache;
@@ -627,16 +692,28 @@ maildrop_open(const char *path, struct maildrop **out, char *err, size_t errlen)
 		err[0] = '\0';
 	if (path == NULL || path[0] == '\0')
 		return fail(err, errlen, MD_PERM, "maildrop path", "\"\"", EINVAL);
-	st = ensure_maildir(path, err, errlen);
-	if (st != MD_OK)
-		return st;
+	if (sweep) {
+		struct stat rs;
+
+		if (stat(path, &rs) < 0) {
+			if (errno == ENOENT)
+				return open_absent(path, out, err, errlen);
+			return fail(err, errlen, status_of(errno), "stat", path, errno);
+		}
+		if (!S_ISDIR(rs.st_mode))
+			return fail(err, errlen, MD_PERM, "maildrop", path, ENOTDIR);
+	} else {
+		st = ensure_maildir(path, err, errlen);
+		if (st != MD_OK)
+			return st;
+	}
 	st = take_lock(path, &lock_fd, err, errlen);
 	if (st != MD_OK)
 		return st;
 
-	st = scan_dir(path, "cur", &s, err, errlen);
+	st = scan_dir(path, "cur", &s, sweep, err, errlen);
 	if (st == MD_OK)
-		st = scan_dir(path, "new", &s, err, errlen);
+		st = scan_dir(path, "new", &s, sweep, err, errlen);
 	if (st != MD_OK)
 		goto out;
 	dedupe(&s);
@@ -649,7 +726,8 @@ maildrop_open(const char *path, struct maildrop **out, char *err, size_t errlen)
 	md_cache_load(&cache, path, MAILDROP_MSGS_MAX, cerr, sizeof cerr);
 	dirty = 0;
 	for (i = 0, w = 0; i < s.n; i++) {
-		r = measure(path, &s.v[i], &cache, buf, err, errlen);
+		r = sweep ? measure_sweep(path, &s.v[i], &cache, err, errlen)
+		          : measure(path, &s.v[i], &cache, buf, err, errlen);
 		if (r < 0) {
 			st = MD_TEMP;
 			goto out;
@@ -698,13 +776,16 @@ maildrop_open(const char *path, struct maildrop **out, char *err, size_t errlen)
 	md->n = s.n;
 	md->lock_fd = lock_fd;
 	lock_fd = -1;
+	md->sweep = sweep;
 	if (cerr[0] != '\0')
 		snprintf(md->err, sizeof md->err, "%s", cerr);
-	if (dirty)
+	if (dirty && !sweep)
 		cache_update(md, &s);
 	if (s.over > 0)
 		snprintf(md->err, sizeof md->err, "listing only the first %u messages of %s (%zu more)",
 		    MAILDROP_MSGS_MAX, path, s.over);
+	/* Under the lock; last, so that a doubt is what md->err reports. */
+	md_state_read(md);
 	free(s.v);
 	s.v = NULL;
 	s.n = 0;
@@ -723,6 +804,18 @@ out:
 	if (lock_fd >= 0)
 		close(lock_fd);
 	return st;
+}
+
+enum md_status
+maildrop_open(const char *path, struct maildrop **out, char *err, size_t errlen)
+{
+	return open_md(path, 0, out, err, errlen);
+}
+
+enum md_status
+maildrop_open_sweep(const char *path, struct maildrop **out, char *err, size_t errlen)
+{
+	return open_md(path, 1, out, err, errlen);
 }
 
 /* ---- one message ---- */

@@ -30,6 +30,11 @@ struct msg {
 	uint64_t  disk_size;     /* octets on disk */
 	int64_t   mtime;
 	unsigned  flags;         /* MSG_* */
+
+	/* From the download state file (ROOT/pop3d.state), keyed by UIDL. */
+	int       has_record;     /* downloaded before: first_download/promised_days valid */
+	int64_t   first_download; /* unix time of the first download */
+	int32_t   promised_days;  /* days promised then; -1 = forever */
 };
 
 struct maildrop {
@@ -39,6 +44,14 @@ struct maildrop {
 	size_t      n;
 	uint64_t    total;       /* sum of sizes */
 	int         quit_seen;   /* set only by maildrop_quit() */
+	int         sweep;       /* opened by maildrop_open_sweep: no session, no UPDATE */
+
+	/* Download state (retention policies). */
+	int         state_ok;    /* the state file was absent or read without doubt */
+	int64_t     last_login;  /* last successful login recorded, 0 when none */
+	int32_t     promise_days;/* set by the session before UPDATE: what a first download
+	                            records (0 delete, N keep days, -1 forever) */
+	int64_t     now;         /* set by the session before UPDATE: the time recorded */
 	char        err[256];    /* the last failure, for logs */
 };
 
@@ -75,6 +88,36 @@ int maildrop_template_check(const char *tmpl, char *err, size_t errlen);
 enum md_status maildrop_open(const char *path, struct maildrop **out, char *err, size_t errlen);
 
 /*
+ * The download state ROOT/pop3d.state (see maildrop/state.h for the format)
+ * is read by maildrop_open and maildrop_open_sweep under the lock: it fills
+ * md->state_ok, md->last_login and msgs[i].has_record / first_download /
+ * promised_days by UIDL. A missing file is state_ok = 1 with no records; a
+ * file in doubt (too large, unknown version, any line that does not parse
+ * strictly, unreadable) is state_ok = 0, no message has a record, and the
+ * reason is in md->err. It is written only by maildrop_update,
+ * maildrop_record_login and maildrop_sweep_remove, crash-safely, dropping
+ * records of messages no longer listed; a file in doubt is never overwritten
+ * but renamed aside to pop3d.state.bad-<unix> first (noted in md->err).
+ */
+
+/*
+ * For an expiry sweep: like maildrop_open, but creates nothing but the lock
+ * file (a missing maildir is MD_OK with n = 0 and no lock; missing new/ or
+ * cur/ hold no mail), never waits for the lock (held by anyone: MD_INUSE),
+ * reads no message (sizes come from the size cache or ",W=", else the disk
+ * size), never writes the size cache, and sets md->sweep. maildrop_update
+ * refuses such a maildrop; maildrop_sweep_remove is its only way to remove.
+ */
+enum md_status maildrop_open_sweep(const char *path, struct maildrop **out, char *err, size_t errlen);
+
+/*
+ * Record a successful login at now (md->last_login, for LOGIN-DELAY) in the
+ * state file. Session maildrops only (not a sweep), under the session's lock.
+ * Returns 0, or -1 with a reason in md->err (nothing else changes then).
+ */
+int maildrop_record_login(struct maildrop *md, int64_t now);
+
+/*
  * Open message i for reading. Returns a file descriptor, or -errno. When the
  * file was renamed meanwhile (another program changed its flags or moved it
  * to cur/), finds it again by its base name and updates msgs[i].file.
@@ -91,12 +134,30 @@ struct md_update_result {
 };
 
 /*
- * UPDATE (RFC 1939 §6): unlink exactly the messages flagged MSG_REMOVE, move
- * every other MSG_RETR message to cur/ with the S flag, and fsync new/ and
- * cur/. Refuses (returns -1, removes nothing) unless maildrop_quit was called.
+ * UPDATE (RFC 1939 §6). First the state file: a record {md->now,
+ * md->promise_days} for every MSG_RETR message that is not MSG_REMOVE and has
+ * no record yet (a first download; an existing record never changes), and no
+ * record for MSG_REMOVE messages. md->now <= 0 (not set) records the current
+ * time. Then unlink exactly the messages flagged MSG_REMOVE, move every other
+ * MSG_RETR message to cur/ with the S flag, and fsync new/ and cur/. When the
+ * state cannot be written (reason in md->err), MSG_DELE messages are still
+ * removed (the client asked) but messages flagged MSG_REMOVE by the policy
+ * alone are kept and counted in res->failed. Refuses (returns -1, removes and
+ * writes nothing) unless maildrop_quit was called, and for a sweep maildrop.
  * Returns 0 when every removal succeeded, 1 when some failed (res->failed).
  */
 int maildrop_update(struct maildrop *md, struct md_update_result *res);
+
+/*
+ * Expiry: unlink exactly the messages flagged MSG_REMOVE of a maildrop from
+ * maildrop_open_sweep (refuses anything else: -1, nothing removed), then
+ * write the state without their records and fsync new/ and cur/. A message
+ * that cannot be removed keeps its record and loses MSG_REMOVE, so afterwards
+ * MSG_REMOVE marks exactly what went. Refuses too when md->state_ok is 0
+ * (every sweep removal is a time rule). Returns 0, 1 when some removal
+ * (res->failed) or the state write (md->err) failed, -1 when refused.
+ */
+int maildrop_sweep_remove(struct maildrop *md, struct md_update_result *res);
 
 /* Release the lock and free everything; NULL is fine. Removes nothing. */
 void maildrop_close(struct maildrop *md);

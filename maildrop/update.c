@@ -1,8 +1,7 @@
 /*
- * update: the UPDATE state (RFC 1939 §6): unlinks exactly the messages marked
- * MSG_REMOVE and moves retrieved ones to cur/ with the S flag. Runs on the
- * thread pool; does nothing at all unless maildrop_quit armed it, and keeps a
- * message whenever in doubt.
+ * update: UPDATE (RFC 1939 §6) and the expiry removal: records first downloads, unlinks exactly
+ * MSG_REMOVE, marks retrieved mail seen. Acts only when armed by maildrop_quit or opened by
+ * maildrop_open_sweep; keeps a message whenever in doubt.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "maildrop/maildrop.h"
+#include "maildrop/state.h"
 
 static void
 note(struct maildrop *md, const char *what, const char *file, int e)
@@ -202,24 +203,82 @@ maildrop_quit(struct maildrop *md)
 		md->quit_seen = 1;
 }
 
+/* A first download: sent whole in this session, staying, and never recorded before. */
+static int
+first_download(const struct msg *m)
+{
+	return (m->flags & (MSG_RETR | MSG_REMOVE)) == MSG_RETR && !m->has_record;
+}
+
+/*
+ * Before any unlink: record first downloads and drop the records of messages
+ * about to go. 0 when the state is written (or nothing changes), -1 when it
+ * could not be (md->err says why; the records in memory are as before).
+ */
+static int
+update_state(struct maildrop *md)
+{
+	int64_t now = md->now > 0 ? md->now : (int64_t)time(NULL);
+	int32_t days = md->promise_days >= -1 ? md->promise_days : -1;
+	unsigned char *was;
+	size_t i, changes = 0;
+	int rc;
+
+	for (i = 0; i < md->n; i++)
+		changes += first_download(&md->msgs[i]) ||
+		    ((md->msgs[i].flags & MSG_REMOVE) && md->msgs[i].has_record);
+	if (changes == 0)
+		return 0;
+	was = malloc(md->n);
+	if (was == NULL) {
+		snprintf(md->err, sizeof md->err, "writing state for %s: out of memory", md->path);
+		return -1;
+	}
+	for (i = 0; i < md->n; i++) {
+		struct msg *m = &md->msgs[i];
+
+		was[i] = (unsigned char)m->has_record;
+		if (first_download(m)) {
+			m->has_record = 1;
+			m->first_download = now;
+			m->promised_days = days;
+		} else if (m->flags & MSG_REMOVE) {
+			m->has_record = 0;
+		}
+	}
+	rc = md_state_write(md);
+	if (rc < 0)
+		for (i = 0; i < md->n; i++)
+			md->msgs[i].has_record = was[i];
+	free(was);
+	return rc;
+}
+
 int
 maildrop_update(struct maildrop *md, struct md_update_result *res)
 {
 	struct md_update_result r = { 0, 0, 0 };
 	size_t i;
+	int state_ok;
 
 	if (res != NULL)
 		*res = r;
 	/* Checked here, not by callers: no cleanup path can reach the unlinks. */
-	if (md == NULL || !md->quit_seen || md->lock_fd < 0)
+	if (md == NULL || md->sweep || !md->quit_seen || md->lock_fd < 0)
 		return -1;
+	state_ok = update_state(md) == 0;
 	for (i = 0; i < md->n; i++) {
-		if (md->msgs[i].flags & MSG_REMOVE) {
-			if (remove_msg(md, i))
+		unsigned fl = md->msgs[i].flags;
+
+		if (fl & MSG_REMOVE) {
+			/* Without the state written, only what the client asked for goes. */
+			if (!state_ok && !(fl & MSG_DELE))
+				r.failed++;
+			else if (remove_msg(md, i))
 				r.removed++;
 			else
 				r.failed++;
-		} else if (md->msgs[i].flags & MSG_RETR) {
+		} else if (fl & MSG_RETR) {
 			r.seen += (size_t)mark_seen(md, i);
 		}
 	}
@@ -230,4 +289,67 @@ maildrop_update(struct maildrop *md, struct md_update_result *res)
 	if (res != NULL)
 		*res = r;
 	return r.failed > 0 ? 1 : 0;
+}
+
+int
+maildrop_record_login(struct maildrop *md, int64_t now)
+{
+	int64_t old;
+
+	if (md == NULL || md->sweep || md->lock_fd < 0)
+		return -1;
+	old = md->last_login;
+	md->last_login = now;
+	if (md_state_write(md) < 0) {
+		md->last_login = old;
+		return -1;
+	}
+	return 0;
+}
+
+int
+maildrop_sweep_remove(struct maildrop *md, struct md_update_result *res)
+{
+	struct md_update_result r = { 0, 0, 0 };
+	size_t i, marked = 0, dropped = 0;
+	int rc = 0;
+
+	if (res != NULL)
+		*res = r;
+	if (md == NULL || !md->sweep)
+		return -1;
+	for (i = 0; i < md->n; i++)
+		marked += (md->msgs[i].flags & MSG_REMOVE) != 0;
+	if (marked == 0)
+		return 0;
+	/* Every sweep removal is a time rule, and time rules need a state beyond doubt. */
+	if (md->lock_fd < 0 || !md->state_ok) {
+		snprintf(md->err, sizeof md->err, "sweep removal refused for %s: %s", md->path,
+		    md->lock_fd < 0 ? "not locked" : "state in doubt");
+		return -1;
+	}
+	for (i = 0; i < md->n; i++) {
+		if (!(md->msgs[i].flags & MSG_REMOVE))
+			continue;
+		if (remove_msg(md, i)) {
+			r.removed++;
+			if (md->msgs[i].has_record) {
+				md->msgs[i].has_record = 0;
+				dropped++;
+			}
+		} else {
+			md->msgs[i].flags &= ~MSG_REMOVE;   /* still there: so is its record */
+			r.failed++;
+		}
+	}
+	/* After the unlinks: a crash in between leaves records of gone messages, which are harmless. */
+	if (dropped > 0 && md_state_write(md) < 0)
+		rc = 1;
+	if (r.removed > 0) {
+		fsync_sub(md, "new");
+		fsync_sub(md, "cur");
+	}
+	if (res != NULL)
+		*res = r;
+	return rc != 0 || r.failed > 0 ? 1 : 0;
 }

@@ -1,7 +1,7 @@
 /*
- * auth: owns the loaded users file and every password check (crypt_rn on the
- * libuv thread pool, {PLAIN} and APOP on the side). Never logs or keeps a
- * password past its check, and never lets a bad line stop the good ones loading.
+ * auth: owns the loaded users file, its SCRAM credentials and every password check
+ * (crypt_rn and PBKDF2 on the libuv thread pool, {PLAIN} and APOP on the side). Never
+ * logs or keeps a password past its check, and never lets a bad line stop the good ones loading.
  */
 #include "server/auth.h"
 #include "server/strutil.h"
@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +20,8 @@
 #include <unistd.h>
 
 /*
- * Checked instead of a real hash when the user is unknown (or has a {PLAIN}
- * secret), so every check costs one yescrypt at auth_hash_password's default
+ * Checked instead of a real hash when the user is unknown (or has a {PLAIN} or
+ * {SCRAM-SHA-256} secret), so every check costs one yescrypt at auth_hash_password's default
  * cost. The password behind it was random and thrown away; the result is
  * never accepted anyway.
  */
@@ -105,6 +106,297 @@ static const char *file_name_problem(const char *p, size_t n)
 	return NULL;
 }
 
+/* ---- SHA-256, HMAC, PBKDF2 and base64 in plain C ------------------------ */
+
+/*
+ * FIPS 180-4 SHA-256, RFC 2104 HMAC and RFC 8018 PBKDF2 (one block), written
+ * out because SCRAM checks run on pool threads, which never enter OpenSSL
+ * (see plain_equal). Tested against OpenSSL and RFC 7677 in test_auth/test_sasl.
+ */
+struct sha256 {
+	uint32_t      h[8];
+	uint64_t      bytes;     /* message length so far */
+	unsigned char buf[64];
+	size_t        nbuf;
+};
+
+static const uint32_t SHA256_K[64] = {
+	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+	0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+	0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+	0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+	0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+	0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+	0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+	0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+static uint32_t ror32(uint32_t x, unsigned n)
+{
+	return (x >> n) | (x << (32 - n));
+}
+
+static void sha256_block(uint32_t h[8], const unsigned char p[64])
+{
+	uint32_t w[64], a, b, c, d, e, f, g, k, t1, t2;
+	size_t i;
+
+	for (i = 0; i < 16; i++)
+		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+		       (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
+	for (i = 16; i < 64; i++) {
+		uint32_t s0 = ror32(w[i - 15], 7) ^ ror32(w[i - 15], 18) ^ (w[i - 15] >> 3);
+		uint32_t s1 = ror32(w[i - 2], 17) ^ ror32(w[i - 2], 19) ^ (w[i - 2] >> 10);
+
+		w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+	}
+	a = h[0]; b = h[1]; c = h[2]; d = h[3];
+	e = h[4]; f = h[5]; g = h[6]; k = h[7];
+	for (i = 0; i < 64; i++) {
+		t1 = k + (ror32(e, 6) ^ ror32(e, 11) ^ ror32(e, 25)) + ((e & f) ^ (~e & g)) +
+		     SHA256_K[i] + w[i];
+		t2 = (ror32(a, 2) ^ ror32(a, 13) ^ ror32(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+		k = g; g = f; f = e; e = d + t1;
+		d = c; c = b; b = a; a = t1 + t2;
+	}
+	h[0] += a; h[1] += b; h[2] += c; h[3] += d;
+	h[4] += e; h[5] += f; h[6] += g; h[7] += k;
+	wipe(w, sizeof(w));
+}
+
+static void sha256_init(struct sha256 *c)
+{
+	static const uint32_t iv[8] = {
+		0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+		0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+	};
+
+	memcpy(c->h, iv, sizeof(iv));
+	c->bytes = 0;
+	c->nbuf = 0;
+}
+
+static void sha256_update(struct sha256 *c, const void *data, size_t n)
+{
+	const unsigned char *p = data;
+
+	c->bytes += n;
+	if (c->nbuf > 0) {
+		size_t take = 64 - c->nbuf < n ? 64 - c->nbuf : n;
+
+		memcpy(c->buf + c->nbuf, p, take);
+		c->nbuf += take;
+		p += take;
+		n -= take;
+		if (c->nbuf < 64)
+			return;
+		sha256_block(c->h, c->buf);
+		c->nbuf = 0;
+	}
+	for (; n >= 64; p += 64, n -= 64)
+		sha256_block(c->h, p);
+	if (n > 0)
+		memcpy(c->buf, p, n);
+	c->nbuf = n;
+}
+
+/* Pads, writes the digest and wipes the context. */
+static void sha256_final(struct sha256 *c, unsigned char out[SCRAM_KEY_LEN])
+{
+	uint64_t bits = c->bytes * 8;
+	size_t i;
+
+	c->buf[c->nbuf++] = 0x80;
+	if (c->nbuf > 56) {
+		memset(c->buf + c->nbuf, 0, 64 - c->nbuf);
+		sha256_block(c->h, c->buf);
+		c->nbuf = 0;
+	}
+	memset(c->buf + c->nbuf, 0, 56 - c->nbuf);
+	for (i = 0; i < 8; i++)
+		c->buf[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
+	sha256_block(c->h, c->buf);
+	for (i = 0; i < 8; i++) {
+		out[4 * i] = (unsigned char)(c->h[i] >> 24);
+		out[4 * i + 1] = (unsigned char)(c->h[i] >> 16);
+		out[4 * i + 2] = (unsigned char)(c->h[i] >> 8);
+		out[4 * i + 3] = (unsigned char)c->h[i];
+	}
+	wipe(c, sizeof(*c));
+}
+
+void auth_sha256(const void *msg, size_t n, unsigned char out[SCRAM_KEY_LEN])
+{
+	struct sha256 c;
+
+	sha256_init(&c);
+	sha256_update(&c, msg, n);
+	sha256_final(&c, out);
+}
+
+/* An HMAC key absorbed once: inner and outer states after their 64-octet pads. */
+struct hmac_key {
+	struct sha256 inner, outer;
+};
+
+static void hmac_key_init(struct hmac_key *k, const void *key, size_t klen)
+{
+	unsigned char pad[64];
+	size_t i;
+
+	memset(pad, 0, sizeof(pad));
+	if (klen > sizeof(pad))
+		auth_sha256(key, klen, pad);
+	else if (klen > 0)
+		memcpy(pad, key, klen);
+	for (i = 0; i < sizeof(pad); i++)
+		pad[i] ^= 0x36;
+	sha256_init(&k->inner);
+	sha256_update(&k->inner, pad, sizeof(pad));
+	for (i = 0; i < sizeof(pad); i++)
+		pad[i] ^= 0x36 ^ 0x5c;
+	sha256_init(&k->outer);
+	sha256_update(&k->outer, pad, sizeof(pad));
+	wipe(pad, sizeof(pad));
+}
+
+/* HMAC of a message given in up to two pieces (b may be NULL). */
+static void hmac_run(const struct hmac_key *k, const void *a, size_t an, const void *b, size_t bn,
+                     unsigned char out[SCRAM_KEY_LEN])
+{
+	struct sha256 c = k->inner;
+	unsigned char ih[SCRAM_KEY_LEN];
+
+	sha256_update(&c, a, an);
+	if (b != NULL)
+		sha256_update(&c, b, bn);
+	sha256_final(&c, ih);
+	c = k->outer;
+	sha256_update(&c, ih, sizeof(ih));
+	sha256_final(&c, out);
+	wipe(ih, sizeof(ih));
+}
+
+void auth_hmac_sha256(const void *key, size_t klen, const void *msg, size_t n,
+                      unsigned char out[SCRAM_KEY_LEN])
+{
+	struct hmac_key k;
+
+	hmac_key_init(&k, key, klen);
+	hmac_run(&k, msg, n, NULL, 0, out);
+	wipe(&k, sizeof(k));
+}
+
+void auth_scram_keys(const char *pass, size_t plen, const unsigned char *salt, size_t salt_len,
+                     uint32_t iter, unsigned char stored_key[SCRAM_KEY_LEN],
+                     unsigned char server_key[SCRAM_KEY_LEN])
+{
+	static const unsigned char block1[4] = { 0, 0, 0, 1 };
+	unsigned char u[SCRAM_KEY_LEN], salted[SCRAM_KEY_LEN], client_key[SCRAM_KEY_LEN];
+	struct hmac_key k;
+	uint32_t i;
+	size_t j;
+
+	/* Hi(): U1 = HMAC(P, salt || INT(1)), Ui = HMAC(P, Ui-1), result U1 ^ ... ^ Ui. */
+	hmac_key_init(&k, pass, plen);
+	hmac_run(&k, salt, salt_len, block1, sizeof(block1), u);
+	memcpy(salted, u, sizeof(u));
+	for (i = 1; i < iter; i++) {
+		hmac_run(&k, u, sizeof(u), NULL, 0, u);
+		for (j = 0; j < sizeof(u); j++)
+			salted[j] ^= u[j];
+	}
+	hmac_key_init(&k, salted, sizeof(salted));
+	hmac_run(&k, "Client Key", 10, NULL, 0, client_key);
+	hmac_run(&k, "Server Key", 10, NULL, 0, server_key);
+	auth_sha256(client_key, sizeof(client_key), stored_key);
+	wipe(&k, sizeof(k));
+	wipe(u, sizeof(u));
+	wipe(salted, sizeof(salted));
+	wipe(client_key, sizeof(client_key));
+}
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int b64_encode(char *dst, size_t dstcap, const unsigned char *src, size_t n, size_t *outlen)
+{
+	size_t i, w = 0;
+
+	if (n > (SIZE_MAX - 1) / 4 * 3 - 2 || dstcap < (n + 2) / 3 * 4 + 1)
+		return -1;
+	for (i = 0; i + 3 <= n; i += 3) {
+		uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
+
+		dst[w++] = B64[v >> 18];
+		dst[w++] = B64[(v >> 12) & 63];
+		dst[w++] = B64[(v >> 6) & 63];
+		dst[w++] = B64[v & 63];
+	}
+	if (n - i > 0) {
+		uint32_t v = (uint32_t)src[i] << 16 | (n - i > 1 ? (uint32_t)src[i + 1] << 8 : 0);
+
+		dst[w++] = B64[v >> 18];
+		dst[w++] = B64[(v >> 12) & 63];
+		dst[w++] = n - i > 1 ? B64[(v >> 6) & 63] : '=';
+		dst[w++] = '=';
+	}
+	dst[w] = '\0';
+	*outlen = w;
+	return 0;
+}
+
+/* Value of a base64 symbol, or -1 (also for '='). */
+static int b64_val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+int b64_decode(unsigned char *dst, size_t dstcap, const char *src, size_t n, size_t *outlen)
+{
+	size_t i, w = 0;
+
+	if (n % 4 != 0)
+		return -1;
+	for (i = 0; i < n; i += 4) {
+		int v[4], k, pad = 0;
+		uint32_t x;
+
+		for (k = 0; k < 4; k++)
+			v[k] = b64_val((unsigned char)src[i + (size_t)k]);
+		if (i + 4 == n) {
+			/* Only the last quantum may end in "=" or "==". */
+			if (src[i + 3] == '=')
+				pad = src[i + 2] == '=' ? 2 : 1;
+		}
+		if (v[0] < 0 || v[1] < 0 || (pad < 2 && v[2] < 0) || (pad < 1 && v[3] < 0))
+			return -1;
+		x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 |
+		    (uint32_t)(pad < 2 ? v[2] : 0) << 6 | (uint32_t)(pad < 1 ? v[3] : 0);
+		/* Canonical: the bits a padded quantum does not carry must be zero. */
+		if ((pad == 2 && (x & 0xffff) != 0) || (pad == 1 && (x & 0xff) != 0))
+			return -1;
+		if (dstcap - w < (size_t)(3 - pad))
+			return -1;
+		dst[w++] = (unsigned char)(x >> 16);
+		if (pad < 2)
+			dst[w++] = (unsigned char)(x >> 8);
+		if (pad < 1)
+			dst[w++] = (unsigned char)x;
+	}
+	*outlen = w;
+	return 0;
+}
+
 /* ---- password schemes -------------------------------------------------- */
 
 struct scheme_def;
@@ -116,7 +408,7 @@ typedef int (*scheme_check)(const struct scheme_def *s, struct slice secret,
 /*
  * One row per {SCHEME} prefix we accept, named as Dovecot names them
  * (doc.dovecot.org "Password schemes"; src/auth/password-scheme-crypt.c).
- * A new scheme (e.g. {SCRAM-SHA-256}) is one more row and one more check.
+ * A new scheme is one more row and one more check.
  */
 struct scheme_def {
 	const char          *name;    /* matched ignoring ASCII case */
@@ -127,6 +419,7 @@ struct scheme_def {
 
 static int check_crypt(const struct scheme_def *s, struct slice secret, char *why, size_t whylen);
 static int check_plain(const struct scheme_def *s, struct slice secret, char *why, size_t whylen);
+static int check_scram(const struct scheme_def *s, struct slice secret, char *why, size_t whylen);
 
 static const char *const IDS_SHA512[] = { "$6$", NULL };
 static const char *const IDS_SHA256[] = { "$5$", NULL };
@@ -142,6 +435,7 @@ static const struct scheme_def SCHEMES[] = {
 	{ "BLF-CRYPT",    PW_CRYPT, IDS_BLF,    check_crypt },
 	{ "PLAIN",        PW_PLAIN, NULL,       check_plain },
 	{ "CLEARTEXT",    PW_PLAIN, NULL,       check_plain },
+	{ "SCRAM-SHA-256", PW_SCRAM, NULL,      check_scram },
 };
 
 static int has_prefix(struct slice s, const char *pfx)
@@ -231,6 +525,79 @@ static int check_plain(const struct scheme_def *s, struct slice secret, char *wh
 	return 0;
 }
 
+/* Strict base64 of exactly want octets (want 0: 1..cap octets) into dst; 0 or -1. */
+static int b64_field(struct slice f, unsigned char *dst, size_t cap, size_t want, size_t *got)
+{
+	if (b64_decode(dst, cap, f.p, f.n, got) < 0)
+		return -1;
+	return want != 0 ? (*got == want ? 0 : -1) : (*got > 0 ? 0 : -1);
+}
+
+/*
+ * Dovecot's "iter,salt,StoredKey,ServerKey" (password-scheme-scram.c,
+ * scram_scheme_parse) into *out; 0, or -1 with a reason in why. Stricter than
+ * Dovecot on the salt, which it decodes leniently: ours must be canonical.
+ */
+static int scram_parse(struct slice secret, struct scram_cred *out, char *why, size_t whylen)
+{
+	struct slice f[4];
+	const char *c;
+	size_t i, nf = 0, got;
+
+	for (c = secret.p; nf < 4; nf++) {
+		const char *end = secret.p + secret.n;
+		const char *comma = memchr(c, ',', (size_t)(end - c));
+
+		f[nf].p = c;
+		f[nf].n = comma != NULL ? (size_t)(comma - c) : (size_t)(end - c);
+		if (comma == NULL) {
+			nf++;
+			break;
+		}
+		c = comma + 1;
+	}
+	if (nf != 4 || f[3].p + f[3].n != secret.p + secret.n) {
+		snprintf(why, whylen, "{SCRAM-SHA-256} secret is not iterations,salt,StoredKey,ServerKey");
+		return -1;
+	}
+	if (parse_u32(f[0].p, f[0].n, &out->iter) < 0 || out->iter < SCRAM_ITER_MIN ||
+	    out->iter > SCRAM_ITER_MAX) {
+		snprintf(why, whylen, "{SCRAM-SHA-256} iteration count is not a number in %d..%d",
+		         SCRAM_ITER_MIN, SCRAM_ITER_MAX);
+		return -1;
+	}
+	if (b64_field(f[1], out->salt, sizeof(out->salt), 0, &out->salt_len) < 0) {
+		snprintf(why, whylen, "{SCRAM-SHA-256} salt is not base64 of 1..%d octets",
+		         SCRAM_SALT_MAX);
+		return -1;
+	}
+	for (i = 2; i < 4; i++) {
+		unsigned char *key = i == 2 ? out->stored_key : out->server_key;
+
+		if (b64_field(f[i], key, SCRAM_KEY_LEN, SCRAM_KEY_LEN, &got) < 0) {
+			snprintf(why, whylen, "{SCRAM-SHA-256} %s is not base64 of %d octets",
+			         i == 2 ? "StoredKey" : "ServerKey", SCRAM_KEY_LEN);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int check_scram(const struct scheme_def *s, struct slice secret, char *why, size_t whylen)
+{
+	struct scram_cred cred;
+	int r;
+
+	(void)s;
+	if (secret.n == 0) {
+		snprintf(why, whylen, "empty password");
+		return -1;
+	}
+	r = scram_parse(secret, &cred, why, whylen);
+	wipe(&cred, sizeof(cred));
+	return r;
+}
+
 /* Split field 2 into scheme and secret; 0, or -1 with a reason in why. */
 static int parse_password(struct slice field, const struct scheme_def **out, struct slice *secret,
                           char *why, size_t whylen)
@@ -286,6 +653,11 @@ static void user_free(struct user *usr)
 	wipe(usr->name, len);
 	free(usr->name);
 	usr->name = usr->secret = usr->home = NULL;
+	if (usr->scram != NULL) {
+		wipe(usr->scram, sizeof(*usr->scram));
+		free(usr->scram);
+		usr->scram = NULL;
+	}
 }
 
 static void users_free(struct users *u)
@@ -357,6 +729,111 @@ int users_any_plain(const struct users *u)
 	for (i = 0; u != NULL && i < u->n; i++)
 		if (u->v[i].scheme == PW_PLAIN)
 			return 1;
+	return 0;
+}
+
+/* ---- SCRAM credentials ------------------------------------------------- */
+
+static int u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The most common iteration count of the {SCRAM-SHA-256} users (ties: the lowest). */
+static int common_iter(const struct users *u, uint32_t *out)
+{
+	uint32_t *it;
+	size_t i, k = 0, run = 0, best = 0;
+
+	*out = SCRAM_ITER_DEFAULT;
+	if (u->nscram == 0)
+		return 0;
+	it = calloc(u->nscram, sizeof(*it));
+	if (it == NULL)
+		return -1;
+	for (i = 0; i < u->n; i++)
+		if (u->v[i].scheme == PW_SCRAM)
+			it[k++] = u->v[i].scram->iter;
+	qsort(it, k, sizeof(*it), u32_cmp);
+	for (i = 0; i < k; i++) {
+		run = i > 0 && it[i] == it[i - 1] ? run + 1 : 1;
+		if (run > best) {
+			best = run;
+			*out = it[i];
+		}
+	}
+	free(it);
+	return 0;
+}
+
+/* The salt users_scram gives a name that has no SCRAM secret of its own. */
+static void fake_salt(const struct users *u, const char *name, size_t n,
+                      unsigned char salt[SCRAM_SALT_LEN])
+{
+	unsigned char mac[SCRAM_KEY_LEN];
+
+	auth_hmac_sha256(u->scram_key, sizeof(u->scram_key), name, n, mac);
+	memcpy(salt, mac, SCRAM_SALT_LEN);
+	wipe(mac, sizeof(mac));
+}
+
+#define SETUP_NOMEM    (-1)
+#define SETUP_NORANDOM (-2)
+
+/*
+ * After loading: count the SCRAM users, pick the common iteration count, draw
+ * the fake-salt key and derive the keys of every {PLAIN} user, so SCRAM works
+ * for them and looks exactly as it does for an unknown name. 0, or SETUP_*.
+ */
+static int scram_setup(struct users *u)
+{
+	size_t i;
+
+	for (i = 0; i < u->n; i++)
+		u->nscram += u->v[i].scheme == PW_SCRAM;
+	if (common_iter(u, &u->scram_iter) < 0)
+		return SETUP_NOMEM;
+	if (RAND_bytes(u->scram_key, (int)sizeof(u->scram_key)) != 1)
+		return SETUP_NORANDOM;
+	for (i = 0; i < u->n; i++) {
+		struct user *usr = &u->v[i];
+		struct scram_cred *sc;
+
+		if (usr->scheme != PW_PLAIN)
+			continue;
+		sc = calloc(1, sizeof(*sc));
+		if (sc == NULL)
+			return SETUP_NOMEM;
+		sc->iter = u->scram_iter;
+		sc->salt_len = SCRAM_SALT_LEN;
+		fake_salt(u, usr->name, strlen(usr->name), sc->salt);
+		auth_scram_keys(usr->secret, strlen(usr->secret), sc->salt, sc->salt_len, sc->iter,
+		                sc->stored_key, sc->server_key);
+		usr->scram = sc;
+	}
+	return 0;
+}
+
+int users_any_scram(const struct users *u)
+{
+	return u != NULL && (u->nscram > 0 || users_any_plain(u));
+}
+
+int users_scram(const struct users *u, const char *name, size_t n, struct scram_cred *out)
+{
+	const struct user *usr = users_find(u, name, n);
+
+	if (usr != NULL && usr->scram != NULL) {
+		*out = *usr->scram;
+		return 1;
+	}
+	memset(out, 0, sizeof(*out));
+	out->iter = u != NULL ? u->scram_iter : SCRAM_ITER_DEFAULT;
+	out->salt_len = SCRAM_SALT_LEN;
+	if (u != NULL && name != NULL)
+		fake_salt(u, name, n, out->salt);
 	return 0;
 }
 
@@ -454,10 +931,12 @@ struct loader {
 	const char   *path;
 };
 
-/* Append one user; -1 on ENOMEM. */
+/* Append one user (scram: the parsed secret of a PW_SCRAM user, else NULL); -1 on ENOMEM. */
 static int add_user(struct loader *ld, struct slice name, enum pw_scheme kind,
-                    struct slice secret, struct slice home, int line)
+                    struct slice secret, struct slice home, int line,
+                    const struct scram_cred *scram)
 {
+	struct scram_cred *sc = NULL;
 	struct users *u = ld->u;
 	struct user *usr;
 	char *block;
@@ -474,11 +953,20 @@ static int add_user(struct loader *ld, struct slice name, enum pw_scheme kind,
 		u->v = v;
 		ld->cap = ncap;
 	}
+	if (scram != NULL) {
+		sc = malloc(sizeof(*sc));
+		if (sc == NULL)
+			return -1;
+		*sc = *scram;
+	}
 	/* Each field is at most USERS_LINE_MAX octets: no overflow. */
 	block = malloc(name.n + secret.n + home.n + 3);
-	if (block == NULL)
+	if (block == NULL) {
+		free(sc);
 		return -1;
+	}
 	usr = &u->v[u->n++];
+	usr->scram = sc;
 	usr->name = block;
 	memcpy(usr->name, name.p, name.n);
 	usr->name[name.n] = '\0';
@@ -546,7 +1034,18 @@ static int parse_line(struct loader *ld, struct slice line, int lineno)
 		diag_add(ld->d, "%s:%d: %s", ld->path, lineno, why);
 		return 0;
 	}
-	return add_user(ld, f[F_NAME], s->kind, secret, f[F_HOME], lineno);
+	if (s->kind == PW_SCRAM) {
+		struct scram_cred cred;
+		int r;
+
+		/* check_scram has accepted it: this parse cannot fail. */
+		if (scram_parse(secret, &cred, why, sizeof(why)) < 0)
+			return 0;
+		r = add_user(ld, f[F_NAME], s->kind, secret, f[F_HOME], lineno, &cred);
+		wipe(&cred, sizeof(cred));
+		return r;
+	}
+	return add_user(ld, f[F_NAME], s->kind, secret, f[F_HOME], lineno, NULL);
 }
 
 struct dup {
@@ -657,6 +1156,15 @@ int users_load(const char *path, struct users **out, struct diag *d)
 	}
 	if (sort_dedup(&ld) < 0)
 		goto oom;
+	switch (scram_setup(ld.u)) {
+	case 0:
+		break;
+	case SETUP_NORANDOM:
+		diag_add(d, "%s: no random bytes for the SCRAM key", path);
+		goto fail;
+	default:
+		goto oom;
+	}
 	close(r.fd);
 	wipe(r.buf, READ_CHUNK);
 	free(r.buf);
@@ -708,6 +1216,47 @@ static int plain_equal(const char *secret, size_t slen, const char *pass, size_t
 	return diff == 0;
 }
 
+/* Equality of two SCRAM keys in time independent of their bytes (plain C, as above). */
+static int key_equal(const unsigned char *a, const unsigned char *b)
+{
+	unsigned diff = 0;
+	size_t i;
+
+	for (i = 0; i < SCRAM_KEY_LEN; i++)
+		diff |= (unsigned)(a[i] ^ b[i]);
+	return diff == 0;
+}
+
+/* The salt of the stand-in PBKDF2 for users without SCRAM keys; never accepted. */
+static const unsigned char DUMMY_SALT[SCRAM_SALT_LEN] = { 0 };
+
+/*
+ * The SCRAM half of a check, run only when the file has {SCRAM-SHA-256} users:
+ * theirs against their keys, everyone else's against a stand-in at the common
+ * count, so a crypt, {PLAIN} or unknown user costs what a SCRAM user does.
+ * 1 when the user is a SCRAM user and the password matches.
+ */
+static int scram_check(const struct auth_req *r)
+{
+	const struct user *usr = r->user;
+	const struct scram_cred *sc = usr != NULL && usr->scheme == PW_SCRAM ? usr->scram : NULL;
+	unsigned char stored[SCRAM_KEY_LEN], server[SCRAM_KEY_LEN];
+	int ok;
+
+	if (sc != NULL)
+		auth_scram_keys(r->pass, r->plen, sc->salt, sc->salt_len, sc->iter, stored, server);
+	else
+		auth_scram_keys(r->pass, r->plen, DUMMY_SALT, sizeof(DUMMY_SALT),
+		                r->users->scram_iter, stored, server);
+	/* As for crypt: a password with a NUL cannot be what the secret was made from
+	 * (auth_hash_password_scheme and Dovecot hash C strings). */
+	ok = sc != NULL && key_equal(stored, sc->stored_key) &&
+	     memchr(r->pass, '\0', r->plen) == NULL;
+	wipe(stored, sizeof(stored));
+	wipe(server, sizeof(server));
+	return ok;
+}
+
 /* Runs on a pool thread: touches only r and the immutable users data. */
 static void work_check(uv_work_t *w)
 {
@@ -715,7 +1264,7 @@ static void work_check(uv_work_t *w)
 	const struct user *usr = r->user;
 	struct crypt_data *cd;
 	const char *setting = DUMMY_HASH, *phrase = r->pass, *out;
-	int use_real = 0;
+	int use_real = 0, scram_ok = 0;
 	size_t n;
 
 	/* A crypt phrase ends at NUL and is at most CRYPT_MAX_PASSPHRASE_SIZE - 1 octets:
@@ -726,6 +1275,8 @@ static void work_check(uv_work_t *w)
 		setting = usr->secret;
 		use_real = 1;
 	}
+	if (r->users->nscram > 0)
+		scram_ok = scram_check(r);
 
 	r->result = AUTH_ERROR;
 	cd = calloc(1, sizeof(*cd));
@@ -740,6 +1291,8 @@ static void work_check(uv_work_t *w)
 		} else if (usr != NULL && usr->scheme == PW_PLAIN) {
 			r->result = plain_equal(usr->secret, strlen(usr->secret), r->pass, r->plen) ?
 			            AUTH_OK : AUTH_FAIL;
+		} else if (usr != NULL && usr->scheme == PW_SCRAM) {
+			r->result = scram_ok ? AUTH_OK : AUTH_FAIL;
 		} else {
 			r->result = AUTH_FAIL;
 		}
@@ -916,4 +1469,78 @@ done:
 		free(cd);
 	}
 	return res;
+}
+
+/* Append base64 of p[0..n) at line + *w, then sep unless it is NUL; 0 or -1 (no room). */
+static int append_b64(char *line, size_t cap, size_t *w, const unsigned char *p, size_t n,
+                      char sep)
+{
+	size_t k;
+
+	if (b64_encode(line + *w, cap - *w, p, n, &k) < 0 || cap - *w - k < 2)
+		return -1;
+	*w += k;
+	if (sep != '\0')
+		line[(*w)++] = sep;
+	line[*w] = '\0';
+	return 0;
+}
+
+/* "{SCRAM-SHA-256}4096,salt,StoredKey,ServerKey" for pass (checked by the caller). */
+static char *hash_scram(const char *pass, size_t plen, char *err, size_t errlen)
+{
+	unsigned char salt[SCRAM_SALT_LEN], stored[SCRAM_KEY_LEN], server[SCRAM_KEY_LEN];
+	/* prefix and count, base64 of the salt and both keys, commas, NUL: about 150 */
+	char line[256], *res = NULL;
+	size_t w;
+
+	if (RAND_bytes(salt, (int)sizeof(salt)) != 1) {
+		snprintf(err, errlen, "no random bytes for the salt");
+		return NULL;
+	}
+	auth_scram_keys(pass, plen, salt, sizeof(salt), SCRAM_ITER_DEFAULT, stored, server);
+	w = (size_t)snprintf(line, sizeof(line), "{SCRAM-SHA-256}%d,", SCRAM_ITER_DEFAULT);
+	if (append_b64(line, sizeof(line), &w, salt, sizeof(salt), ',') < 0 ||
+	    append_b64(line, sizeof(line), &w, stored, sizeof(stored), ',') < 0 ||
+	    append_b64(line, sizeof(line), &w, server, sizeof(server), '\0') < 0)
+		snprintf(err, errlen, "internal error: SCRAM line does not fit");
+	else if ((res = strdup(line)) == NULL)
+		snprintf(err, errlen, "out of memory");
+	wipe(stored, sizeof(stored));
+	wipe(server, sizeof(server));
+	wipe(line, sizeof(line));
+	return res;
+}
+
+char *auth_hash_password_scheme(const char *pass, size_t plen, const char *scheme,
+                                char *err, size_t errlen)
+{
+	struct slice name;
+
+	if (err == NULL)
+		errlen = 0;
+	if (errlen > 0)
+		err[0] = '\0';
+	if (scheme == NULL)
+		return auth_hash_password(pass, plen, err, errlen);
+	name.p = scheme;
+	name.n = strlen(scheme);
+	if (slice_eq_nocase(name, "yescrypt"))
+		return auth_hash_password(pass, plen, err, errlen);
+	if (!slice_eq_nocase(name, "SCRAM-SHA-256")) {
+		char q[QUOTE_MAX * 4 + 4];
+
+		str_escape(q, sizeof(q), name.p, name.n, QUOTE_MAX);
+		snprintf(err, errlen, "unknown scheme \"%s\" (use yescrypt or SCRAM-SHA-256)", q);
+		return NULL;
+	}
+	if (plen == 0) {
+		snprintf(err, errlen, "empty password");
+		return NULL;
+	}
+	if (memchr(pass, '\0', plen) != NULL) {
+		snprintf(err, errlen, "password contains a NUL byte");
+		return NULL;
+	}
+	return hash_scram(pass, plen, err, errlen);
 }

@@ -12,7 +12,33 @@
 
 enum pw_scheme {
 	PW_CRYPT,   /* crypt(3) string: $y$ $6$ $5$ $2b$ $2y$ ..., prefix stripped */
-	PW_PLAIN    /* {PLAIN}secret: also enables APOP for this user */
+	PW_PLAIN,   /* {PLAIN}secret: also enables APOP for this user */
+	PW_SCRAM    /* {SCRAM-SHA-256}iter,salt,StoredKey,ServerKey (Dovecot's format) */
+};
+
+/*
+ * SCRAM-SHA-256 (RFC 5802, RFC 7677). A {SCRAM-SHA-256} secret is Dovecot's
+ * "<iterations>,<base64 salt>,<base64 StoredKey>,<base64 ServerKey>"
+ * (src/auth/password-scheme-scram.c): standard padded base64, keys of 32
+ * octets. Dovecot refuses fewer than 4096 iterations (RFC 7677 §4 asks for at
+ * least 4096); we also refuse more than SCRAM_ITER_MAX, because every login
+ * costs that many HMACs on a pool thread (Dovecot allows INT_MAX; OWASP's
+ * 2023 advice for PBKDF2-HMAC-SHA256 is 600000). A salt above SCRAM_SALT_MAX
+ * octets is refused (Dovecot makes 16).
+ */
+#define SCRAM_KEY_LEN      32
+#define SCRAM_SALT_LEN     16
+#define SCRAM_SALT_MAX     128
+#define SCRAM_ITER_MIN     4096
+#define SCRAM_ITER_MAX     10000000
+#define SCRAM_ITER_DEFAULT 4096
+
+struct scram_cred {
+	uint32_t      iter;
+	size_t        salt_len;
+	unsigned char salt[SCRAM_SALT_MAX];
+	unsigned char stored_key[SCRAM_KEY_LEN];  /* H(HMAC(SaltedPassword, "Client Key")) */
+	unsigned char server_key[SCRAM_KEY_LEN];  /* HMAC(SaltedPassword, "Server Key") */
 };
 
 struct user {
@@ -21,6 +47,8 @@ struct user {
 	enum pw_scheme scheme;
 	char          *home;     /* field 6, "" when absent */
 	int            line;     /* line in the users file */
+	struct scram_cred *scram; /* PW_SCRAM: parsed from the secret; PW_PLAIN: derived at
+	                             load (see users_scram); PW_CRYPT: NULL. Owned by users. */
 };
 
 /*
@@ -37,6 +65,10 @@ struct users {
 	size_t       n;
 	char        *path;
 	unsigned     refs;       /* users_ref/users_unref; starts at 1 */
+	size_t       nscram;     /* users with a {SCRAM-SHA-256} secret */
+	uint32_t     scram_iter; /* their most common iteration count, else SCRAM_ITER_DEFAULT:
+	                            given to {PLAIN} and unknown users (see users_scram) */
+	unsigned char scram_key[SCRAM_KEY_LEN]; /* random per load: keys the fake salts */
 };
 
 /*
@@ -49,6 +81,9 @@ struct users {
  * file, larger than USERS_FILE_MAX, read error, out of memory). Lines are read
  * with a fixed buffer, so memory stays proportional to what is loaded. The
  * loaded users never change; share them with users_ref.
+ * Loading also draws scram_key from RAND_bytes (-1, "FILE: no random bytes",
+ * when that fails) and derives SCRAM keys for each {PLAIN} user (2 * scram_iter
+ * SHA-256 blocks each, a few ms: {PLAIN} users are meant to be few).
  */
 int users_load(const char *path, struct users **out, struct diag *d);
 
@@ -61,6 +96,52 @@ const struct user *users_find(const struct users *u, const char *name, size_t n)
 
 /* 1 when any user has a {PLAIN} secret (APOP can work for someone). */
 int users_any_plain(const struct users *u);
+
+/*
+ * 1 when any user can log in with SCRAM-SHA-256: one with a {SCRAM-SHA-256}
+ * or a {PLAIN} secret (whether to offer the mechanism at all).
+ */
+int users_any_scram(const struct users *u);
+
+/*
+ * SCRAM-SHA-256 credentials of a login name, copied into *out. Returns 1 for
+ * a user who can log in with SCRAM: a {SCRAM-SHA-256} user, or a {PLAIN} user,
+ * whose keys users_load derived with salt HMAC-SHA256(scram_key, name) cut to
+ * SCRAM_SALT_LEN and scram_iter iterations. Returns 0 for anyone else (unknown
+ * name, crypt user) with that same kind of salt and count, so a server-first
+ * message looks alike for every name and stays the same for a name while
+ * these users are loaded, and keys that no password matches (all zero: no
+ * SHA-256 preimage is known). Cheap; any thread.
+ */
+int users_scram(const struct users *u, const char *name, size_t n, struct scram_cred *out);
+
+/*
+ * SaltedPassword = PBKDF2-HMAC-SHA256(pass, salt, iter) (RFC 5802 Hi()), then
+ * StoredKey and ServerKey. The password is used as the octets given (no
+ * SASLprep, as Dovecot). Plain C without OpenSSL, so it is safe on pool
+ * threads; costs 2 * iter SHA-256 blocks. Wipes its intermediate values.
+ */
+void auth_scram_keys(const char *pass, size_t plen, const unsigned char *salt, size_t salt_len,
+                     uint32_t iter, unsigned char stored_key[SCRAM_KEY_LEN],
+                     unsigned char server_key[SCRAM_KEY_LEN]);
+
+/* HMAC-SHA256 (RFC 2104) and SHA-256 in the same plain C: any thread. */
+void auth_hmac_sha256(const void *key, size_t klen, const void *msg, size_t n,
+                      unsigned char out[SCRAM_KEY_LEN]);
+void auth_sha256(const void *msg, size_t n, unsigned char out[SCRAM_KEY_LEN]);
+
+/*
+ * Base64 (RFC 4648 §4, standard alphabet, padded), shared by the users file
+ * and SASL. b64_encode writes 4 * ceil(n / 3) octets and a NUL into dst.
+ * b64_decode is strict: the length must be a multiple of 4, only the alphabet,
+ * '=' only as one or two final octets, and the unused bits of the last symbol
+ * zero (so each value has exactly one encoding); no whitespace. Empty input
+ * decodes to empty. Both return 0 with *outlen set, or -1 when the input is
+ * not canonical base64 or the result (and NUL, for encode) does not fit in
+ * dstcap; dst may then hold garbage.
+ */
+int b64_encode(char *dst, size_t dstcap, const unsigned char *src, size_t n, size_t *outlen);
+int b64_decode(unsigned char *dst, size_t dstcap, const char *src, size_t n, size_t *outlen);
 
 /*
  * 1 when a login name may be used to build a path: 1..255 octets, no '/', no
@@ -110,5 +191,17 @@ int auth_apop(const struct users *u, const char *name, size_t nlen,
  * string, or NULL with a reason in err.
  */
 char *auth_hash_password(const char *pass, size_t plen, char *err, size_t errlen);
+
+/*
+ * As auth_hash_password, in a chosen scheme (ASCII case ignored): NULL or
+ * "yescrypt" gives the same crypt string; "SCRAM-SHA-256" gives a whole
+ * password field as Dovecot's "doveadm pw -s SCRAM-SHA-256" writes it:
+ * "{SCRAM-SHA-256}4096,<salt>,<StoredKey>,<ServerKey>" with a 16-octet salt
+ * from RAND_bytes. Returns a malloc'd string, or NULL with a reason in err
+ * (unknown scheme, empty password, NUL in it, no randomness, ENOMEM).
+ * Loop or main thread (uses OpenSSL's RAND_bytes).
+ */
+char *auth_hash_password_scheme(const char *pass, size_t plen, const char *scheme,
+                                char *err, size_t errlen);
 
 #endif

@@ -10,12 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 /* PATH_MAX only: <limits.h> would also bring glibc's LOGIN_NAME_MAX, which
  * clashes with server/limits.h. */
 #include <linux/limits.h>
 #include <libconfig.h>
+#include <openssl/ssl.h>      /* TLS1_2_VERSION, TLS1_3_VERSION */
 
 #include "server/config.h"
 #include "server/limits.h"
@@ -29,7 +31,9 @@
  *   F_STRING  copied; no control characters, not empty; check() may refuse it
  *   F_PATH    as F_STRING, then resolved against the config file's folder
  *   F_GROUP   a nested group whose table (sub) fills the same base
- *   F_LIST    a list of groups, allocated as an array described by list
+ *   F_LIST    a list, allocated as an array described by list: of groups
+ *             (list->elem), or of strings (list->scalar; a libconfig array
+ *             [ ... ] is accepted too)
  */
 enum ftype { F_UINT, F_MS, F_ENUM, F_STRING, F_PATH, F_GROUP, F_LIST };
 
@@ -42,14 +46,19 @@ struct enum_name {
 };
 
 struct list {
-	const struct group *elem;       /* table for every element */
+	const struct group *elem;       /* table for every element, or NULL: */
+	/* strings: fill dst from v (already free of control characters); returns
+	 * NULL, or what is wrong (static or written into buf). Owns nothing. */
+	const char *(*scalar)(const char *v, void *dst, char *buf, size_t len);
 	size_t elem_size;
 	size_t arr_off;                 /* where the array pointer goes */
 	size_t count_off;               /* where the element count goes (a size_t) */
 	size_t line_off;                /* an int for each element's line, or NO_OFF */
 	size_t min_count;
-	/* Whole-list rule (duplicates), called only when every element was valid. */
-	void (*check)(struct ctx *, const config_setting_t *s, void *arr, size_t n);
+	/* Whole-list rule (duplicates), called after the elements; clean is 1 when
+	 * none of them had a problem, else it must skip what was not stored. */
+	void (*check)(struct ctx *, const config_setting_t *s, const char *path,
+	    void *arr, size_t n, int clean);
 };
 
 struct field {
@@ -63,13 +72,19 @@ struct field {
 	const struct list      *list;   /* F_LIST */
 	/* F_STRING, F_PATH: extra rule; returns NULL or what is wrong. */
 	const char *(*check)(const char *value);
+	int         lower;              /* F_STRING: stored with A-Z folded to a-z */
 };
 
 struct group {
 	const struct field *fields;
 	size_t nfields;
-	/* Cross-field rule, called only when every field of the group was valid. */
-	void (*check)(struct ctx *, const config_setting_t *s, void *base);
+	/* Called first when the group is present (to record that and its line). */
+	void (*begin)(struct ctx *, const config_setting_t *s, void *base);
+	/* Cross-field rule, called after the fields; clean is 1 when none of them
+	 * (nested ones included) had a problem. A field with a problem keeps its
+	 * default, so a rule that only compares stored values may run anyway. */
+	void (*check)(struct ctx *, const config_setting_t *s, const char *prefix,
+	    void *base, int clean);
 };
 
 struct ctx {
@@ -211,6 +226,122 @@ check_address(const char *s)
 	return NULL;
 }
 
+/*
+ * An address block "ADDR/PREFIX", or a bare ADDR meaning /32 or /128, into the
+ * struct cidr at dst. Refuses a block whose address has bits set beyond the
+ * prefix: "10.1.2.3/8" is more likely a typo than a wish for 10.0.0.0/8.
+ */
+static const char *
+parse_cidr(const char *v, void *dst, char *buf, size_t len)
+{
+	struct cidr *out = dst;
+	unsigned char a[16], net[16], mask;
+	char addr[INET6_ADDRSTRLEN], text[INET6_ADDRSTRLEN];
+	const char *slash = strchr(v, '/'), *p;
+	size_t alen = slash != NULL ? (size_t)(slash - v) : strlen(v), k, nbytes;
+	unsigned prefix, max;
+	int family, host = 0;
+
+	if (alen >= sizeof(addr))
+		return "must be an IPv4 or IPv6 address, optionally with /prefix (no names)";
+	memcpy(addr, v, alen);
+	addr[alen] = '\0';
+	family = parse_address(addr, a);
+	if (family < 0)
+		return "must be an IPv4 or IPv6 address, optionally with /prefix (no names)";
+	max = family == AF_INET ? 32 : 128;
+	prefix = max;
+	if (slash != NULL) {
+		/* 1 to 3 digits, nothing else: no sign, no space, no overflow. */
+		prefix = 0;
+		for (p = slash + 1; *p >= '0' && *p <= '9' && p - slash <= 3; p++)
+			prefix = prefix * 10 + (unsigned)(*p - '0');
+		if (p == slash + 1 || *p != '\0' || prefix > max) {
+			snprintf(buf, len, "the prefix after / must be a number from 0 to %u", max);
+			return buf;
+		}
+	}
+	nbytes = max / 8;
+	for (k = 0; k < nbytes; k++) {
+		if (prefix >= (k + 1) * 8)
+			mask = 0xff;
+		else if (prefix <= k * 8)
+			mask = 0;
+		else
+			mask = (unsigned char)(0xff << (8 - (prefix - k * 8)));
+		net[k] = a[k] & mask;
+		host |= a[k] != net[k];
+	}
+	if (host) {
+		if (inet_ntop(family, net, text, sizeof(text)) == NULL)
+			text[0] = '\0';
+		snprintf(buf, len, "has address bits set beyond the /%u prefix (the block is %s/%u)",
+		    prefix, text, prefix);
+		return buf;
+	}
+	out->family = family;
+	memcpy(out->addr, a, nbytes);
+	out->prefix = (uint8_t)prefix;
+	return NULL;
+}
+
+/*
+ * NULL when s is a DNS name: dot-separated labels of ASCII letters, digits
+ * and '-' (not first or last), each 1..63 octets, 253 in all; with wildcard,
+ * a leading "*." is allowed too. Internationalised names go in as xn--.
+ */
+static const char *
+bad_dns_name(const char *s, int wildcard)
+{
+	const char *p = s, *label;
+
+	if (strlen(s) > 253)
+		return "is longer than 253 octets";
+	if (wildcard && p[0] == '*' && p[1] == '.')
+		p += 2;
+	for (;;) {
+		label = p;
+		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+		    || (*p >= '0' && *p <= '9') || *p == '-')
+			p++;
+		if (*p != '\0' && *p != '.')
+			return wildcard
+			    ? "must be a host name: letters, digits, '-' and '.', "
+			      "optionally after a leading \"*.\""
+			    : "must be a domain name: letters, digits, '-' and '.'";
+		if (p == label)
+			return "has an empty label (a leading, trailing or doubled '.')";
+		if (p - label > 63)
+			return "has a label longer than 63 octets";
+		if (label[0] == '-' || p[-1] == '-')
+			return "has a label that starts or ends with '-'";
+		if (*p == '\0')
+			return NULL;
+		p++;
+	}
+}
+
+static const char *
+check_domain(const char *s)
+{
+	return bad_dns_name(s, 0);
+}
+
+static const char *
+check_sni_name(const char *s)
+{
+	return bad_dns_name(s, 1);
+}
+
+/* A login name as policy.users names it; the users file has stricter rules. */
+static const char *
+check_user(const char *s)
+{
+	if (strlen(s) > LOGIN_MAX)
+		return "must be at most 255 octets";
+	return NULL;
+}
+
 /* A relative path joined to dir; NULL on ENOMEM or when the result is too long. */
 static char *
 resolve(const char *dir, const char *path, const char **why)
@@ -255,6 +386,32 @@ join_prefix(char *buf, size_t len, const char *prefix, const char *name)
 		buf[len - 1] = '\0';
 }
 
+/*
+ * One string element of a scalar list. libconfig gives a string element the
+ * line of the token after it (it looks ahead for "a" "b" concatenation), so
+ * the last element of a list spread over lines is reported at the ")" line;
+ * the [index] in the path says which one it is.
+ */
+static void
+parse_scalar(struct ctx *c, const config_setting_t *e, const char *elem,
+    const struct list *l, void *eb)
+{
+	const char *v, *why;
+	char buf[160];
+
+	if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+		report(c, e, elem, "", "must be a string, not %s",
+		    type_name(config_setting_type(e)));
+		return;
+	}
+	v = config_setting_get_string(e);
+	why = bad_path_text(v);
+	if (why == NULL)
+		why = l->scalar(v, eb, buf, sizeof(buf));
+	if (why != NULL)
+		report(c, e, elem, "", "%s", why);
+}
+
 static void
 parse_list(struct ctx *c, const config_setting_t *s, const char *prefix,
     const struct field *f, void *base)
@@ -292,6 +449,10 @@ parse_list(struct ctx *c, const config_setting_t *s, const char *prefix,
 			int line = (int)config_setting_source_line(e);
 			memcpy((char *)eb + l->line_off, &line, sizeof(line));
 		}
+		if (l->elem == NULL) {
+			parse_scalar(c, e, elem, l, eb);
+			continue;
+		}
 		if (!config_setting_is_group(e)) {
 			report(c, e, elem, "", "must be a group { ... }, not %s",
 			    type_name(config_setting_type(e)));
@@ -300,8 +461,8 @@ parse_list(struct ctx *c, const config_setting_t *s, const char *prefix,
 		set_defaults(l->elem, eb);
 		parse_group(c, e, elem, l->elem, eb);
 	}
-	if (c->errors == before && l->check != NULL)
-		l->check(c, s, arr, n);
+	if (l->check != NULL)
+		l->check(c, s, path, arr, n, c->errors == before);
 }
 
 /* "\"a\"", "\"a\" or \"b\"", "\"a\", \"b\" or \"c\"" from a table's names. */
@@ -327,7 +488,7 @@ parse_string(struct ctx *c, const config_setting_t *s, const char *prefix,
     const struct field *f, void *base)
 {
 	const char *v = config_setting_get_string(s), *why;
-	char *copy;
+	char *copy, *p;
 
 	why = bad_path_text(v);
 	if (why == NULL && f->check != NULL)
@@ -344,6 +505,10 @@ parse_string(struct ctx *c, const config_setting_t *s, const char *prefix,
 		report(c, s, prefix, f->name, "%s", why ? why : "out of memory");
 		return;
 	}
+	if (f->lower)
+		for (p = copy; *p; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p = (char)(*p - 'A' + 'a');
 	store_ptr(base, f->off, copy);
 }
 
@@ -427,7 +592,14 @@ parse_field(struct ctx *c, const config_setting_t *s, const char *prefix,
 		return;
 
 	case F_LIST:
-		if (type != CONFIG_TYPE_LIST) {
+		if (f->list->elem == NULL) {
+			if (type != CONFIG_TYPE_LIST && type != CONFIG_TYPE_ARRAY) {
+				report(c, s, prefix, f->name,
+				    "must be a list of strings ( \"...\", ... ), not %s",
+				    type_name(type));
+				return;
+			}
+		} else if (type != CONFIG_TYPE_LIST) {
 			report(c, s, prefix, f->name, "must be a list of groups ( { ... } ), not %s",
 			    type_name(type));
 			return;
@@ -449,6 +621,8 @@ parse_group(struct ctx *c, const config_setting_t *s, const char *prefix,
 	size_t before = c->errors, i, j;
 	int n = config_setting_length(s), k;
 
+	if (g->begin != NULL)
+		g->begin(c, s, base);
 	for (k = 0; k < n; k++) {
 		const config_setting_t *m = config_setting_get_elem(s, (unsigned)k);
 		const char *name = config_setting_name(m);
@@ -467,14 +641,30 @@ parse_group(struct ctx *c, const config_setting_t *s, const char *prefix,
 		    && config_setting_get_member(s, g->fields[i].name) == NULL)
 			report(c, s, prefix, g->fields[i].name, "required setting is missing");
 	}
-	if (c->errors == before && g->check != NULL)
-		g->check(c, s, base);
+	if (g->check != NULL)
+		g->check(c, s, prefix, base, c->errors == before);
 }
 
 /* --- the tables --------------------------------------------------------- */
 
+/* Defaults of the settings added with TLS and the retention policy; they
+ * belong with the others in server/limits.h and give way to it there. */
+#ifndef TLS_HANDSHAKE_TIMEOUT_DEFAULT
+#define TLS_HANDSHAKE_TIMEOUT_DEFAULT 30      /* seconds for a TLS handshake */
+#endif
+#ifndef EXPIRE_INTERVAL_DEFAULT
+#define EXPIRE_INTERVAL_DEFAULT       3600    /* seconds between expiry sweeps */
+#endif
+
+static int
+setting_line(const config_setting_t *s)
+{
+	return (int)config_setting_source_line(s);
+}
+
 static void
-check_listen(struct ctx *c, const config_setting_t *s, void *arr, size_t n)
+check_listen(struct ctx *c, const config_setting_t *s, const char *path,
+    void *arr, size_t n, int clean)
 {
 	const struct listen_cfg *l = arr;
 	unsigned char a[16], b[16];
@@ -482,6 +672,9 @@ check_listen(struct ctx *c, const config_setting_t *s, void *arr, size_t n)
 	int fa, fb;
 	char elem[32];
 
+	(void)path;
+	if (!clean)
+		return;
 	for (i = 1; i < n; i++) {
 		fa = parse_address(l[i].address, a);
 		for (j = 0; j < i; j++) {
@@ -498,16 +691,157 @@ check_listen(struct ctx *c, const config_setting_t *s, void *arr, size_t n)
 	}
 }
 
+/*
+ * No two elements of a list of groups may share the string at str_off (key
+ * in the file); fold compares without case. Elements whose string was not
+ * stored (a problem already reported) are skipped. Reported at the later one.
+ */
 static void
-check_limits(struct ctx *c, const config_setting_t *s, void *base)
+check_unique(struct ctx *c, const config_setting_t *s, const char *path,
+    const char *key, const char *arr, size_t n, size_t size, size_t str_off,
+    size_t line_off, int fold)
+{
+	const config_setting_t *e;
+	char *a, *b, elem[160];
+	size_t i, j;
+	int line, k;
+
+	for (i = 1; i < n; i++) {
+		memcpy(&a, arr + i * size + str_off, sizeof(a));
+		for (j = 0; a != NULL && j < i; j++) {
+			memcpy(&b, arr + j * size + str_off, sizeof(b));
+			if (b == NULL || (fold ? strcasecmp(a, b) : strcmp(a, b)) != 0)
+				continue;
+			memcpy(&line, arr + j * size + line_off, sizeof(line));
+			k = snprintf(elem, sizeof(elem), "%s[%zu]", path, i);
+			if (k < 0 || (size_t)k >= sizeof(elem))
+				elem[sizeof(elem) - 1] = '\0';
+			e = config_setting_get_elem(s, (unsigned)i);
+			/* As written, not as folded, so the admin can find it. */
+			report(c, config_setting_get_member(e, key), elem, key,
+			    "\"%s\" is already in %s[%zu] (line %d)",
+			    config_setting_get_string(config_setting_get_member(e, key)),
+			    path, j, line);
+			break;
+		}
+	}
+}
+
+static void
+check_sni(struct ctx *c, const config_setting_t *s, const char *path,
+    void *arr, size_t n, int clean)
+{
+	(void)clean;
+	check_unique(c, s, path, "name", arr, n, sizeof(struct tls_sni_cfg),
+	    offsetof(struct tls_sni_cfg, name), offsetof(struct tls_sni_cfg, line), 1);
+}
+
+static void
+check_domains(struct ctx *c, const config_setting_t *s, const char *path,
+    void *arr, size_t n, int clean)
+{
+	(void)clean;
+	check_unique(c, s, path, "domain", arr, n, sizeof(struct policy_rule_cfg),
+	    offsetof(struct policy_rule_cfg, match), offsetof(struct policy_rule_cfg, line), 1);
+}
+
+static void
+check_users(struct ctx *c, const config_setting_t *s, const char *path,
+    void *arr, size_t n, int clean)
+{
+	(void)clean;
+	check_unique(c, s, path, "user", arr, n, sizeof(struct policy_rule_cfg),
+	    offsetof(struct policy_rule_cfg, match), offsetof(struct policy_rule_cfg, line), 0);
+}
+
+/* One policy level (group s at prefix): keep_days means nothing for delete. */
+static void
+check_rule(struct ctx *c, const config_setting_t *s, const char *prefix,
+    const struct policy_rule_cfg *r)
+{
+	if (r->retention == RET_DELETE && r->keep_days != POLICY_UNSET)
+		report(c, config_setting_get_member(s, "keep_days"), prefix, "",
+		    "keep_days has no effect with retention = \"delete\"");
+}
+
+static void
+check_rule_entry(struct ctx *c, const config_setting_t *s, const char *prefix,
+    void *base, int clean)
+{
+	(void)clean;    /* a field with a problem stayed unset: no false alarm */
+	check_rule(c, s, prefix, base);
+}
+
+static void
+check_policy(struct ctx *c, const config_setting_t *s, const char *prefix,
+    void *base, int clean)
+{
+	(void)clean;
+	check_rule(c, s, prefix, &((struct config *)base)->policy.def);
+}
+
+static void
+begin_policy(struct ctx *c, const config_setting_t *s, void *base)
+{
+	(void)c;
+	((struct config *)base)->policy.def.line = setting_line(s);
+}
+
+static void
+begin_tls(struct ctx *c, const config_setting_t *s, void *base)
+{
+	struct config *cfg = base;
+
+	(void)c;
+	cfg->tls.present = 1;
+	cfg->tls.line = setting_line(s);
+}
+
+static void
+check_limits(struct ctx *c, const config_setting_t *s, const char *prefix,
+    void *base, int clean)
 {
 	const struct config *cfg = base;
 	const config_setting_t *m = config_setting_get_member(s, "max_connections_per_ip");
 
+	if (!clean)
+		return;
 	if (cfg->max_connections_per_ip > cfg->max_connections)
-		report(c, m ? m : s, "limits", "max_connections_per_ip",
+		report(c, m ? m : s, prefix, "max_connections_per_ip",
 		    "is %u, more than max_connections (%u)",
 		    (unsigned)cfg->max_connections_per_ip, (unsigned)cfg->max_connections);
+}
+
+static const struct enum_name tls_mode_names[] = {
+	{ "none",     TLS_NONE },
+	{ "starttls", TLS_STARTTLS },
+	{ "implicit", TLS_IMPLICIT },
+	{ NULL, 0 },
+};
+
+/* A listener that speaks TLS needs the tls group; said at the listener. */
+static void
+check_root(struct ctx *c, const config_setting_t *s, const char *prefix,
+    void *base, int clean)
+{
+	const struct config *cfg = base;
+	const config_setting_t *ls = config_setting_get_member(s, "listen");
+	char elem[32];
+	size_t i;
+
+	(void)prefix;
+	(void)clean;    /* a bad tls value stayed "none" */
+	/* Given but wrong (tls = 5, a missing key) is reported on its own. */
+	if (ls == NULL || config_setting_get_member(s, "tls") != NULL)
+		return;
+	for (i = 0; i < cfg->nlisten; i++) {
+		if (cfg->listen[i].tls == TLS_NONE)
+			continue;
+		snprintf(elem, sizeof(elem), "listen[%zu]", i);
+		report(c, config_setting_get_elem(ls, (unsigned)i), elem, "tls",
+		    "is \"%s\", which needs the tls group (certificate and key)",
+		    tls_mode_names[cfg->listen[i].tls].name);
+	}
 }
 
 static const struct field listen_fields[] = {
@@ -515,8 +849,10 @@ static const struct field listen_fields[] = {
 	  .off = AT(struct listen_cfg, address), .check = check_address },
 	{ .name = "port", .type = F_UINT, .required = 1, .min = 1, .max = 65535,
 	  .off = AT(struct listen_cfg, port) },
+	{ .name = "tls", .type = F_ENUM, .def = TLS_NONE,
+	  .off = AT(struct listen_cfg, tls), .names = tls_mode_names },
 };
-static const struct group listen_group = { listen_fields, NFIELDS(listen_fields), NULL };
+static const struct group listen_group = { listen_fields, NFIELDS(listen_fields), NULL, NULL };
 
 static const struct list listen_list = {
 	.elem = &listen_group, .elem_size = sizeof(struct listen_cfg),
@@ -532,22 +868,32 @@ static const struct enum_name plaintext_names[] = {
 	{ NULL, 0 },
 };
 
+static const struct list trusted_list = {
+	.scalar = parse_cidr, .elem_size = sizeof(struct cidr),
+	.arr_off = offsetof(struct config, plaintext_trusted),
+	.count_off = offsetof(struct config, nplaintext_trusted),
+	.line_off = NO_OFF,
+};
+
 static const struct field auth_fields[] = {
 	{ .name = "users_file", .type = F_PATH, .required = 1,
 	  .off = AT(struct config, users_file) },
 	{ .name = "plaintext", .type = F_ENUM, .def = PLAINTEXT_TLS_ONLY,
 	  .off = AT(struct config, plaintext), .names = plaintext_names },
+	{ .name = "plaintext_trusted", .type = F_LIST, .list = &trusted_list },
 	{ .name = "failure_delay", .type = F_MS, .min = 0, .max = 60000,
 	  .def = AUTH_FAILURE_DELAY_DEFAULT_MS, .off = AT(struct config, failure_delay_ms) },
 };
-static const struct group auth_group = { auth_fields, NFIELDS(auth_fields), NULL };
+static const struct group auth_group = { auth_fields, NFIELDS(auth_fields), NULL, NULL };
 
 static const struct field maildrop_fields[] = {
 	/* Kept as written; the maildrop module validates the % escapes. */
 	{ .name = "path", .type = F_STRING, .required = 1,
 	  .off = AT(struct config, maildrop_path) },
 };
-static const struct group maildrop_group = { maildrop_fields, NFIELDS(maildrop_fields), NULL };
+static const struct group maildrop_group = {
+	maildrop_fields, NFIELDS(maildrop_fields), NULL, NULL
+};
 
 static const struct field limits_fields[] = {
 	{ .name = "idle_timeout", .type = F_UINT, .min = 1, .max = 86400,
@@ -558,15 +904,125 @@ static const struct field limits_fields[] = {
 	  .def = MAX_CONNECTIONS_PER_IP_DEFAULT,
 	  .off = AT(struct config, max_connections_per_ip) },
 };
-static const struct group limits_group = { limits_fields, NFIELDS(limits_fields), check_limits };
+static const struct group limits_group = {
+	limits_fields, NFIELDS(limits_fields), NULL, check_limits
+};
+
+static const struct field sni_fields[] = {
+	{ .name = "name", .type = F_STRING, .required = 1, .lower = 1,
+	  .off = AT(struct tls_sni_cfg, name), .check = check_sni_name },
+	{ .name = "certificate", .type = F_PATH, .required = 1,
+	  .off = AT(struct tls_sni_cfg, certificate) },
+	{ .name = "key", .type = F_PATH, .required = 1,
+	  .off = AT(struct tls_sni_cfg, key) },
+};
+static const struct group sni_group = { sni_fields, NFIELDS(sni_fields), NULL, NULL };
+
+static const struct list sni_list = {
+	.elem = &sni_group, .elem_size = sizeof(struct tls_sni_cfg),
+	.arr_off = offsetof(struct config, tls.sni),
+	.count_off = offsetof(struct config, tls.nsni),
+	.line_off = offsetof(struct tls_sni_cfg, line),
+	.check = check_sni,
+};
+
+static const struct enum_name tls_version_names[] = {
+	{ "TLSv1.2", TLS1_2_VERSION },
+	{ "TLSv1.3", TLS1_3_VERSION },
+	{ NULL, 0 },
+};
+
+static const struct field tls_fields[] = {
+	{ .name = "certificate", .type = F_PATH, .required = 1,
+	  .off = AT(struct config, tls.certificate) },
+	{ .name = "key", .type = F_PATH, .required = 1,
+	  .off = AT(struct config, tls.key) },
+	{ .name = "min_version", .type = F_ENUM, .def = TLS1_2_VERSION,
+	  .off = AT(struct config, tls.min_version), .names = tls_version_names },
+	/* Handed to OpenSSL as written; tlsio reports a list it refuses. */
+	{ .name = "ciphers", .type = F_STRING, .off = AT(struct config, tls.ciphers) },
+	{ .name = "ciphersuites", .type = F_STRING, .off = AT(struct config, tls.ciphersuites) },
+	{ .name = "handshake_timeout", .type = F_UINT, .min = 1, .max = 600,
+	  .def = TLS_HANDSHAKE_TIMEOUT_DEFAULT, .off = AT(struct config, tls.handshake_timeout) },
+	{ .name = "sni", .type = F_LIST, .list = &sni_list },
+};
+static const struct group tls_group = { tls_fields, NFIELDS(tls_fields), begin_tls, NULL };
+
+static const struct enum_name retention_names[] = {
+	{ "keep",   RET_KEEP },
+	{ "delete", RET_DELETE },
+	{ NULL, 0 },
+};
+
+/*
+ * The settings every policy level shares, for a level at T.P (P is empty or
+ * ends in '.'): RDEF is retention's default, IDEF that of unread_days and
+ * login_delay. keep_days is POLICY_UNSET unless written, at every level.
+ */
+#define RULE_FIELDS(T, P, RDEF, IDEF) \
+	{ .name = "retention", .type = F_ENUM, .def = RDEF, \
+	  .off = AT(T, P retention), .names = retention_names }, \
+	{ .name = "keep_days", .type = F_UINT, .min = 0, .max = 36500, \
+	  .def = POLICY_UNSET, .off = AT(T, P keep_days) }, \
+	{ .name = "unread_days", .type = F_UINT, .min = 0, .max = 36500, \
+	  .def = IDEF, .off = AT(T, P unread_days) }, \
+	{ .name = "login_delay", .type = F_UINT, .min = 0, .max = 86400, \
+	  .def = IDEF, .off = AT(T, P login_delay) }
+
+static const struct field domain_fields[] = {
+	{ .name = "domain", .type = F_STRING, .required = 1, .lower = 1,
+	  .off = AT(struct policy_rule_cfg, match), .check = check_domain },
+	RULE_FIELDS(struct policy_rule_cfg, , RET_UNSET, POLICY_UNSET),
+};
+static const struct group domain_group = {
+	domain_fields, NFIELDS(domain_fields), NULL, check_rule_entry
+};
+
+static const struct field user_fields[] = {
+	{ .name = "user", .type = F_STRING, .required = 1,
+	  .off = AT(struct policy_rule_cfg, match), .check = check_user },
+	RULE_FIELDS(struct policy_rule_cfg, , RET_UNSET, POLICY_UNSET),
+};
+static const struct group user_group = {
+	user_fields, NFIELDS(user_fields), NULL, check_rule_entry
+};
+
+static const struct list domain_list = {
+	.elem = &domain_group, .elem_size = sizeof(struct policy_rule_cfg),
+	.arr_off = offsetof(struct config, policy.domains),
+	.count_off = offsetof(struct config, policy.ndomains),
+	.line_off = offsetof(struct policy_rule_cfg, line),
+	.check = check_domains,
+};
+
+static const struct list user_list = {
+	.elem = &user_group, .elem_size = sizeof(struct policy_rule_cfg),
+	.arr_off = offsetof(struct config, policy.users),
+	.count_off = offsetof(struct config, policy.nusers),
+	.line_off = offsetof(struct policy_rule_cfg, line),
+	.check = check_users,
+};
+
+static const struct field policy_fields[] = {
+	RULE_FIELDS(struct config, policy.def., RET_KEEP, 0),
+	{ .name = "expire_interval", .type = F_UINT, .min = 60, .max = 604800,
+	  .def = EXPIRE_INTERVAL_DEFAULT, .off = AT(struct config, policy.expire_interval) },
+	{ .name = "domains", .type = F_LIST, .list = &domain_list },
+	{ .name = "users", .type = F_LIST, .list = &user_list },
+};
+static const struct group policy_group = {
+	policy_fields, NFIELDS(policy_fields), begin_policy, check_policy
+};
 
 static const struct field root_fields[] = {
 	{ .name = "listen",   .type = F_LIST,  .required = 1, .list = &listen_list },
 	{ .name = "auth",     .type = F_GROUP, .required = 1, .sub = &auth_group },
 	{ .name = "maildrop", .type = F_GROUP, .required = 1, .sub = &maildrop_group },
 	{ .name = "limits",   .type = F_GROUP, .sub = &limits_group },
+	{ .name = "tls",      .type = F_GROUP, .sub = &tls_group },
+	{ .name = "policy",   .type = F_GROUP, .sub = &policy_group },
 };
-static const struct group root_group = { root_fields, NFIELDS(root_fields), NULL };
+static const struct group root_group = { root_fields, NFIELDS(root_fields), NULL, check_root };
 
 /* --- entry points ------------------------------------------------------- */
 
@@ -678,7 +1134,7 @@ free_group(const struct group *g, void *base)
 		} else if (f->type == F_LIST) {
 			memcpy(&p, (char *)base + f->list->arr_off, sizeof(p));
 			memcpy(&n, (char *)base + f->list->count_off, sizeof(n));
-			for (j = 0; p != NULL && j < n; j++)
+			for (j = 0; p != NULL && f->list->elem != NULL && j < n; j++)
 				free_group(f->list->elem, p + j * f->list->elem_size);
 			free(p);
 		}

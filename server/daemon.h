@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "policy/rules.h"
 #include "server/ipcount.h"
 
 struct config;
@@ -31,6 +32,10 @@ struct daemon {
 	struct config    *cfg;
 	struct users     *users;          /* reference held; sessions take their own */
 	struct tls_ctx   *tls;            /* NULL when no listener uses TLS */
+	struct rules     *rules;          /* retention policy table */
+	struct capa_summary capa;         /* EXPIRE / LOGIN-DELAY shown before login */
+	uv_timer_t        expire_timer;   /* periodic expiry sweep */
+	int               expire_running; /* a sweep is on the thread pool */
 
 	struct listener  *listeners;
 	size_t            nlisteners;

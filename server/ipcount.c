@@ -2,9 +2,12 @@
  * ipcount: per-address connection counters in a chained hash table.
  * Nodes exist only while their count is above zero.
  */
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
+#include "server/config.h"
 #include "server/ipcount.h"
 
 struct ipcount_node {
@@ -108,4 +111,39 @@ ipcount_release(struct ipcount *t, const struct ipkey *k)
 		}
 		return;
 	}
+}
+
+static int
+prefix_match(const uint8_t *a, const uint8_t *net, unsigned prefix)
+{
+	unsigned full = prefix / 8, rest = prefix % 8;
+
+	if (memcmp(a, net, full) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	return ((a[full] ^ net[full]) & (uint8_t)(0xff << (8 - rest))) == 0;
+}
+
+int
+cidr_list_contains(const struct cidr *v, size_t n, const struct sockaddr_storage *sa)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	const uint8_t *a4 = NULL, *a6 = NULL;
+	size_t i;
+
+	if (sa->ss_family == AF_INET) {
+		a4 = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+	} else if (sa->ss_family == AF_INET6) {
+		a6 = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (memcmp(a6, mapped, sizeof mapped) == 0)
+			a4 = a6 + 12;
+	}
+	for (i = 0; i < n; i++) {
+		if (v[i].family == AF_INET && a4 != NULL && prefix_match(a4, v[i].addr, v[i].prefix))
+			return 1;
+		if (v[i].family == AF_INET6 && a6 != NULL && prefix_match(a6, v[i].addr, v[i].prefix))
+			return 1;
+	}
+	return 0;
 }

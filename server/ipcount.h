@@ -1,6 +1,6 @@
 /*
- * ipcount: live connections per client address, for max_connections_per_ip.
- * A small chained hash table; owns its nodes, knows nothing of sockets.
+ * ipcount: live connections per client address (max_connections_per_ip), and
+ * address-block matching. A small chained hash table; knows nothing of sockets.
  */
 #ifndef POP3D_IPCOUNT_H
 #define POP3D_IPCOUNT_H
@@ -34,5 +34,14 @@ long ipcount_acquire(struct ipcount *t, const struct ipkey *k, uint32_t max);
 
 /* One connection from k ended (must have been acquired). */
 void ipcount_release(struct ipcount *t, const struct ipkey *k);
+
+struct cidr;
+struct sockaddr_storage;
+
+/*
+ * 1 when the address in sa lies in one of the n blocks (auth.plaintext_trusted).
+ * An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is matched as IPv4.
+ */
+int cidr_list_contains(const struct cidr *v, size_t n, const struct sockaddr_storage *sa);
 
 #endif

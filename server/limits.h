@@ -14,14 +14,17 @@
 #define LINE_FLOOD_MAX       (64 * 1024)
 
 /* Input buffer: one full command line plus pipelined ones. Must be at least
- * CMD_LINE_MAX + 2. SASL lines (a later release) get their own limit below it. */
-#define INPUT_BUF_SIZE       4096
+ * SASL_LINE_MAX + 2: an AUTH response line is the longest we accept. */
+#define INPUT_BUF_SIZE       (4096 + 64)
 
 /* Output queue: stop producing RETR/LIST/UIDL data and stop reading commands
  * above the high-water mark; resume below the low-water mark. Bounds what a
  * client that does not read can make us hold (plus one encoded chunk). */
 #define OUTPUT_HIGH_WATER    (64 * 1024)
 #define OUTPUT_LOW_WATER     (16 * 1024)
+
+/* Ciphertext read per step from a TLS connection (one TLS record is <= 16 KiB). */
+#define TLS_READ_BUF         (16 * 1024 + 64)
 
 /* Message file chunk read per step; the encoder output is at most twice it. */
 #define FILE_CHUNK           (32 * 1024)

@@ -10,9 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "maildrop/maildrop.h"
+#include "policy/expire.h"
+#include "policy/rules.h"
 #include "server/auth.h"
 #include "server/config.h"
 #include "server/daemon.h"
@@ -21,6 +24,7 @@
 #include "server/log.h"
 #include "server/session.h"
 #include "server/strutil.h"
+#include "server/tlsio.h"
 
 #ifndef POP3D_VERSION
 #define POP3D_VERSION "0.1.0"
@@ -34,7 +38,10 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: pop3d [-c FILE]            run the daemon in the foreground\n"
 	    "       pop3d [-c FILE] -t         check the configuration and exit\n"
-	    "       pop3d --hash-password      read a password on stdin, print a yescrypt hash\n"
+	    "       pop3d --hash-password [--scheme yescrypt|SCRAM-SHA-256]\n"
+	    "                                  read a password on stdin, print a users-file hash\n"
+	    "       pop3d [-c FILE] --expire [--dry-run] [--user NAME] [--at WHEN] [--json]\n"
+	    "                                  run one expiry sweep now and exit\n"
 	    "       pop3d --version | --help\n"
 	    "The default configuration file is " DEFAULT_CONFIG ".\n");
 }
@@ -50,65 +57,107 @@ diag_print(const struct diag *d, FILE *f)
 		fprintf(f, "(further problems not shown: out of memory)\n");
 }
 
-/* Load config + users; every problem goes to d. Returns 0 when both loaded. */
-static int
-load_all(const char *path, struct config **cfg, struct users **users, struct diag *d)
-{
-	char err[256];
+/* Everything the configuration names, loaded and checked. */
+struct loaded {
+	struct config  *cfg;
+	struct users   *users;
+	struct tls_ctx *tls;
+	struct rules   *rules;
+};
 
-	*cfg = NULL;
-	*users = NULL;
-	if (config_load(path, cfg, d) != 0)
+static void
+loaded_free(struct loaded *l)
+{
+	rules_free(l->rules);
+	tls_ctx_free(l->tls);
+	if (l->users != NULL)
+		users_unref(l->users);
+	config_free(l->cfg);
+	memset(l, 0, sizeof *l);
+}
+
+/*
+ * Load the config, the users file, the maildrop template and the TLS
+ * certificates; every problem goes to d, every warning to w. Returns 0 when
+ * the config and users file could be read (d may still hold problems).
+ */
+static int
+load_all(const char *path, struct loaded *l, struct diag *d, struct diag *w)
+{
+	struct diag rd = { 0 };
+	char err[256];
+	size_t i;
+
+	memset(l, 0, sizeof *l);
+	if (config_load(path, &l->cfg, d) != 0)
 		return -1;
-	if (maildrop_template_check((*cfg)->maildrop_path, err, sizeof err) != 0)
+	if (maildrop_template_check(l->cfg->maildrop_path, err, sizeof err) != 0)
 		diag_add(d, "%s: maildrop.path: %s", path, err);
-	if (users_load((*cfg)->users_file, users, d) != 0)
+	if (l->cfg->tls.present)
+		l->tls = tls_ctx_new(&l->cfg->tls, d, w);
+	if (users_load(l->cfg->users_file, &l->users, d) != 0)
 		return -1;
+	l->rules = rules_build(l->cfg, l->users, &rd);
+	/* rules_build reports warnings ("FILE:LINE: warning: ...") with its errors. */
+	for (i = 0; i < rd.n; i++) {
+		if (strstr(rd.msg[i], ": warning: ") != NULL)
+			diag_add(w, "%s", rd.msg[i]);
+		else
+			diag_add(d, "%s", rd.msg[i]);
+	}
+	if (l->rules == NULL && rd.n == 0)
+		diag_add(d, "%s: policy: out of memory", path);
+	diag_free(&rd);
 	return 0;
 }
 
 static int
 check_config(const char *path)
 {
-	struct config *cfg;
-	struct users *users;
-	struct diag d = { 0 };
+	struct loaded l;
+	struct diag d = { 0 }, w = { 0 };
 	size_t i, plain = 0;
-	int ok = load_all(path, &cfg, &users, &d) == 0 && d.n == 0 && !d.oom;
+	int ok = load_all(path, &l, &d, &w) == 0 && d.n == 0 && !d.oom;
 
 	if (!ok) {
 		diag_print(&d, stdout);
+		diag_print(&w, stdout);
 		fprintf(stdout, "%s: configuration has %zu problem%s\n", path, d.n,
 		        d.n == 1 ? "" : "s");
 	} else {
-		for (i = 0; i < users->n; i++)
-			plain += users->v[i].scheme == PW_PLAIN;
+		const struct config *cfg = l.cfg;
+		for (i = 0; i < l.users->n; i++)
+			plain += l.users->v[i].scheme == PW_PLAIN;
 		printf("%s: configuration is valid\n", path);
-		for (i = 0; i < cfg->nlisten; i++)
-			printf("  listen    %s%s%s:%u\n", strchr(cfg->listen[i].address, ':') ? "[" : "",
-			       cfg->listen[i].address,
-			       strchr(cfg->listen[i].address, ':') ? "]" : "", cfg->listen[i].port);
-		printf("  users     %zu in %s (%zu with {PLAIN}: APOP %s)\n", users->n,
+		for (i = 0; i < cfg->nlisten; i++) {
+			const struct listen_cfg *lc = &cfg->listen[i];
+			int v6 = strchr(lc->address, ':') != NULL;
+			printf("  listen    %s%s%s:%u tls=%s\n", v6 ? "[" : "", lc->address, v6 ? "]" : "",
+			       lc->port, lc->tls == TLS_IMPLICIT ? "implicit" :
+			       lc->tls == TLS_STARTTLS ? "starttls" : "none");
+		}
+		printf("  users     %zu in %s (%zu with {PLAIN}: APOP %s)\n", l.users->n,
 		       cfg->users_file, plain, plain ? "offered" : "not offered");
-		printf("  plaintext %s\n", cfg->plaintext == PLAINTEXT_ALWAYS ? "always" : "tls-only");
+		printf("  plaintext %s%s\n", cfg->plaintext == PLAINTEXT_ALWAYS ? "always" : "tls-only",
+		       cfg->nplaintext_trusted > 0 ? " (trusted networks exempt)" : "");
 		printf("  maildrop  %s\n", cfg->maildrop_path);
 		printf("  limits    idle_timeout=%us max_connections=%u max_connections_per_ip=%u\n",
 		       cfg->idle_timeout, cfg->max_connections, cfg->max_connections_per_ip);
+		if (l.tls != NULL)
+			tls_ctx_describe(l.tls, stdout);
+		rules_print(l.rules, l.users, stdout);
+		diag_print(&w, stdout);
 		if (cfg->idle_timeout < IDLE_TIMEOUT_DEFAULT)
 			printf("warning: limits.idle_timeout is below the 10 minutes RFC 1939 asks for\n");
-		if (cfg->plaintext == PLAINTEXT_TLS_ONLY)
-			printf("warning: auth.plaintext is \"tls-only\" and this build has no TLS "
-			       "listener: USER/PASS will be refused; APOP only\n");
 	}
 	diag_free(&d);
-	if (users != NULL)
-		users_unref(users);
-	config_free(cfg);
+	diag_free(&w);
+	loaded_free(&l);
 	return ok ? 0 : 1;
 }
 
 static int
-hash_password(void)
+hash_password(const char *scheme)
 {
 	char pass[PASSWORD_MAX + 2], err[256], *hash;
 	struct termios old, quiet;
@@ -137,7 +186,7 @@ hash_password(void)
 		fprintf(stderr, "pop3d: the password must be 1..%d octets on one line\n", PASSWORD_MAX);
 		return 1;
 	}
-	hash = auth_hash_password(pass, n, err, sizeof err);
+	hash = auth_hash_password_scheme(pass, n, scheme, err, sizeof err);
 	wipe(pass, sizeof pass);
 	if (hash == NULL) {
 		fprintf(stderr, "pop3d: cannot hash: %s\n", err);
@@ -146,6 +195,82 @@ hash_password(void)
 	printf("%s\n", hash);
 	free(hash);
 	return 0;
+}
+
+/* pop3d --expire: one sweep now (or as of --at), printed to stdout. */
+static int
+expire_once(const char *path, const struct expire_opts *o)
+{
+	struct loaded l;
+	struct diag d = { 0 }, w = { 0 };
+	struct expire_totals t = { 0 };
+	int rc = 1;
+
+	if (load_all(path, &l, &d, &w) != 0 || l.rules == NULL) {
+		diag_print(&d, stderr);
+		fprintf(stderr, "pop3d: configuration has problems (check with pop3d -t)\n");
+		goto out;
+	}
+	diag_print(&d, stderr);   /* bad users-file lines: the rest is swept */
+	rc = expire_sweep(l.cfg, l.users, l.rules, o, &t) == 0 && t.failed == 0 ? 0 : 1;
+out:
+	diag_free(&d);
+	diag_free(&w);
+	loaded_free(&l);
+	return rc;
+}
+
+struct expire_job {
+	uv_work_t            req;
+	struct daemon       *d;
+	struct expire_totals t;
+	int                  rc;
+};
+
+static void
+expire_work(uv_work_t *req)
+{
+	struct expire_job *j = req->data;
+	struct expire_opts o;
+
+	memset(&o, 0, sizeof o);
+	o.now = (int64_t)time(NULL);
+	j->rc = expire_sweep(j->d->cfg, j->d->users, j->d->rules, &o, &j->t);
+}
+
+static void
+expire_done(uv_work_t *req, int status)
+{
+	struct expire_job *j = req->data;
+
+	(void)status;
+	j->d->expire_running = 0;
+	j->d->stats.deleted += j->t.removed;
+	log_msg(j->rc == 0 ? LOG_INFO : LOG_ERR, "expire sweep users=%zu removed=%zu "
+	        "skipped_in_use=%zu failed=%zu kept_in_doubt=%zu", j->t.users, j->t.removed,
+	        j->t.skipped_locked, j->t.failed, j->t.kept_doubt);
+	free(j);
+}
+
+/* Every policy.expire_interval: one sweep on the thread pool, never two at once. */
+static void
+on_expire_timer(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	struct expire_job *j;
+
+	if (d->expire_running || d->stopping)
+		return;
+	j = calloc(1, sizeof *j);
+	if (j == NULL)
+		return;
+	j->d = d;
+	j->req.data = j;
+	if (uv_queue_work(d->loop, &j->req, expire_work, expire_done) != 0) {
+		free(j);
+		return;
+	}
+	d->expire_running = 1;
 }
 
 static void
@@ -159,6 +284,7 @@ on_stop(uv_signal_t *sig, int signum)
 	log_msg(LOG_INFO, "shutting down on %s sessions=%zu", signum == SIGTERM ? "SIGTERM" :
 	        "SIGINT", d->nsessions);
 	listen_close_all(d);
+	uv_close((uv_handle_t *)&d->expire_timer, NULL);
 	session_close_all(d, "shutdown");
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
@@ -182,22 +308,28 @@ static int
 run(const char *path)
 {
 	struct daemon d;
-	struct diag dg = { 0 };
+	struct loaded l;
+	struct diag dg = { 0 }, wg = { 0 };
 	size_t i;
-	int rc = 1;
+	int rc = 1, loaded = load_all(path, &l, &dg, &wg) == 0;
 
 	memset(&d, 0, sizeof d);
-	if (load_all(path, &d.cfg, &d.users, &dg) != 0 || d.cfg == NULL) {
-		for (i = 0; i < dg.n; i++)
-			log_msg(LOG_ERR, "%s", dg.msg[i]);
+	for (i = 0; i < wg.n; i++)
+		log_msg(LOG_WARN, "%s", wg.msg[i]);
+	/* A bad users-file line must not lock everybody out: log it, serve the rest.
+	 * Anything else wrong in the configuration stops the start. */
+	for (i = 0; i < dg.n; i++)
+		log_msg(LOG_ERR, "%s", dg.msg[i]);
+	if (!loaded || (l.cfg->tls.present && l.tls == NULL) || l.rules == NULL ||
+	    maildrop_template_check(l.cfg->maildrop_path, NULL, 0) != 0) {
 		log_msg(LOG_ERR, "cannot start: configuration has problems (check with pop3d -t)");
 		goto out;
 	}
-	/* A bad users-file line must not lock everybody out: log it, serve the rest. */
-	for (i = 0; i < dg.n; i++)
-		log_msg(LOG_ERR, "%s", dg.msg[i]);
-	if (maildrop_template_check(d.cfg->maildrop_path, NULL, 0) != 0)
-		goto out;
+	d.cfg = l.cfg;
+	d.users = l.users;
+	d.tls = l.tls;
+	d.rules = l.rules;
+	rules_summary(d.rules, d.users, &d.capa);
 
 	/* Password hashes and maildir scans share the pool; give it room. */
 	setenv("UV_THREADPOOL_SIZE", "16", 0);
@@ -214,6 +346,11 @@ run(const char *path)
 	d.sig_term.data = d.sig_int.data = &d;
 	uv_signal_start(&d.sig_term, on_stop, SIGTERM);
 	uv_signal_start(&d.sig_int, on_stop, SIGINT);
+	uv_timer_init(d.loop, &d.expire_timer);
+	d.expire_timer.data = &d;
+	uv_timer_start(&d.expire_timer, on_expire_timer,
+	               (uint64_t)d.cfg->policy.expire_interval * 1000,
+	               (uint64_t)d.cfg->policy.expire_interval * 1000);
 
 	if (listen_open_all(&d) != 0) {
 		on_stop(&d.sig_term, SIGTERM);
@@ -239,10 +376,9 @@ out:
 	}
 	free(d.listeners);
 	ipcount_free(&d.per_ip);
-	if (d.users != NULL)
-		users_unref(d.users);
-	config_free(d.cfg);
+	loaded_free(&l);
 	diag_free(&dg);
+	diag_free(&wg);
 	return rc;
 }
 
@@ -253,12 +389,23 @@ main(int argc, char **argv)
 		{ "config",        required_argument, NULL, 'c' },
 		{ "test",          no_argument,       NULL, 't' },
 		{ "hash-password", no_argument,       NULL, 'H' },
+		{ "scheme",        required_argument, NULL, 'S' },
+		{ "expire",        no_argument,       NULL, 'E' },
+		{ "dry-run",       no_argument,       NULL, 'n' },
+		{ "user",          required_argument, NULL, 'u' },
+		{ "at",            required_argument, NULL, 'a' },
+		{ "json",          no_argument,       NULL, 'j' },
 		{ "version",       no_argument,       NULL, 'V' },
 		{ "help",          no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *path = DEFAULT_CONFIG;
-	int c, test = 0;
+	const char *path = DEFAULT_CONFIG, *scheme = "yescrypt";
+	const char *at = NULL;
+	int c, test = 0, hash = 0, expire = 0;
+	struct expire_opts eo;
+
+	memset(&eo, 0, sizeof eo);
+	eo.out = stdout;
 
 	while ((c = getopt_long(argc, argv, "c:th", longopts, NULL)) != -1) {
 		switch (c) {
@@ -269,7 +416,26 @@ main(int argc, char **argv)
 			test = 1;
 			break;
 		case 'H':
-			return hash_password();
+			hash = 1;
+			break;
+		case 'S':
+			scheme = optarg;
+			break;
+		case 'E':
+			expire = 1;
+			break;
+		case 'n':
+			eo.dry_run = 1;
+			break;
+		case 'u':
+			eo.user = optarg;
+			break;
+		case 'a':
+			at = optarg;
+			break;
+		case 'j':
+			eo.json = 1;
+			break;
 		case 'V':
 			printf("pop3d %s\n", POP3D_VERSION);
 			return 0;
@@ -283,6 +449,21 @@ main(int argc, char **argv)
 	}
 	if (optind != argc) {
 		usage(stderr);
+		return 2;
+	}
+	if (hash)
+		return hash_password(scheme);
+	if (expire) {
+		eo.now = (int64_t)time(NULL);
+		if (at != NULL && expire_parse_at(at, eo.now, &eo.now) != 0) {
+			fprintf(stderr, "pop3d: --at: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ, "
+			        "+Nd or +Nh, not \"%s\"\n", at);
+			return 2;
+		}
+		return expire_once(path, &eo);
+	}
+	if (eo.dry_run || eo.user != NULL || at != NULL || eo.json) {
+		fprintf(stderr, "pop3d: --dry-run, --user, --at and --json go with --expire\n");
 		return 2;
 	}
 	if (test)

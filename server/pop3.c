@@ -16,6 +16,7 @@
 #include "server/limits.h"
 #include "server/pop3.h"
 #include "server/pop3_int.h"
+#include "server/sasl.h"
 #include "server/session.h"
 
 static const struct p3_cmd commands[] = {
@@ -25,6 +26,9 @@ static const struct p3_cmd commands[] = {
 	{ "PASS", cmd_pass, ST_AUTH,                1, 1, ARG_REST },
 	{ "APOP", cmd_apop, ST_AUTH,                2, 2, 0 },
 	{ "QUIT", cmd_quit, ST_AUTH | ST_TRANS,     0, 0, 0 },
+	{ "STLS", cmd_stls, ST_AUTH,                0, 0, 0 },
+	{ "AUTH", cmd_auth, ST_AUTH,                0, 2, 0 },
+	{ "UTF8", cmd_utf8, ST_AUTH,                0, 0, 0 },
 	{ "STAT", cmd_stat, ST_TRANS,               0, 0, 0 },
 	{ "LIST", cmd_list, ST_TRANS,               0, 1, 0 },
 	{ "UIDL", cmd_uidl, ST_TRANS,               0, 1, 0 },
@@ -97,14 +101,25 @@ args_parse(struct session *s, const struct p3_cmd *c, struct slice rest, struct 
 	return 0;
 }
 
+size_t
+pop3_line_max(const struct session *s)
+{
+	return s->sasl != NULL ? SASL_LINE_MAX : CMD_LINE_MAX;
+}
+
 void
 pop3_line(struct session *s, struct slice line)
 {
 	struct slice name = line, rest = { line.p + line.n, 0 };
 	const struct p3_cmd *c;
 	struct p3_args a;
-	const char *sp = memchr(line.p, ' ', line.n);
+	const char *sp;
 
+	if (s->sasl != NULL) {
+		sasl_line(s, line);
+		return;
+	}
+	sp = memchr(line.p, ' ', line.n);
 	if (sp != NULL) {
 		name.n = (size_t)(sp - line.p);
 		rest.p = sp + 1;
@@ -142,7 +157,11 @@ pop3_line(struct session *s, struct slice line)
 void
 pop3_bad_input(struct session *s, enum linein_status st)
 {
-	if (st == LINEIN_TOOLONG)
+	if (s->sasl != NULL) {
+		sasl_free(s->sasl);
+		s->sasl = NULL;
+		session_replyf(s, "-ERR [AUTH] malformed authentication response");
+	} else if (st == LINEIN_TOOLONG)
 		session_replyf(s, "-ERR command line too long (at most %d octets)", CMD_LINE_MAX);
 	else
 		session_replyf(s, "-ERR NUL octet in command line");
@@ -163,6 +182,19 @@ pop3_start(struct session *s)
 		session_replyf(s, "+OK pop3d ready %s", s->timestamp);
 	else
 		session_replyf(s, "+OK pop3d ready");
+}
+
+void
+pop3_tls_ready(struct session *s)
+{
+	if (s->state == 0) {          /* implicit TLS: the greeting waited for the handshake */
+		pop3_start(s);
+		return;
+	}
+	/* STLS (RFC 2595 §4): forget everything learnt before TLS; no new greeting. */
+	auth_state_free(s);
+	s->bad_cmds = 0;
+	s->utf8 = 0;
 }
 
 void

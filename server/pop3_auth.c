@@ -6,14 +6,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "maildrop/maildrop.h"
 #include "server/auth.h"
 #include "server/config.h"
 #include "server/daemon.h"
+#include "server/listen.h"
 #include "server/log.h"
 #include "server/pop3_int.h"
+#include "server/sasl.h"
 #include "server/session.h"
+#include "server/tlsio.h"
 
 /* Maildrop open result, carried from the thread pool back to the loop. */
 struct open_work {
@@ -22,13 +26,46 @@ struct open_work {
 	char            *path;
 	struct maildrop *md;
 	enum md_status   st;
+	int32_t          login_delay;  /* seconds; 0 = no LOGIN-DELAY */
+	int64_t          now;
+	int              too_soon;     /* refused by LOGIN-DELAY */
 	char             err[256];
 };
 
+/* May a password cross this connection (USER/PASS, AUTH PLAIN/LOGIN)? */
 static int
 plaintext_ok(const struct session *s)
 {
-	return s->d->cfg->plaintext == PLAINTEXT_ALWAYS;
+	return s->d->cfg->plaintext == PLAINTEXT_ALWAYS || s->tls_state == TLSS_ACTIVE ||
+	       s->plaintext_trusted;
+}
+
+static int
+stls_offered(const struct session *s)
+{
+	return s->state == ST_AUTH && s->tls_state == TLSS_NONE && s->d->tls != NULL &&
+	       s->listener->cfg->tls == TLS_STARTTLS;
+}
+
+static const enum sasl_mech sasl_all[] = { SASL_PLAIN, SASL_LOGIN, SASL_SCRAM_SHA_256 };
+
+/* Is mechanism m usable on this connection now? SCRAM never reveals the password. */
+static int
+mech_allowed(const struct session *s, enum sasl_mech m)
+{
+	if (m == SASL_SCRAM_SHA_256)
+		return users_any_scram(s->d->users);
+	return plaintext_ok(s);
+}
+
+static void
+reply_plaintext_refused(struct session *s)
+{
+	if (stls_offered(s))
+		session_replyf(s, "-ERR [AUTH] plaintext authentication needs TLS: use STLS first");
+	else
+		session_replyf(s, "-ERR [AUTH] plaintext authentication is disabled on "
+		               "unencrypted connections");
 }
 
 /* Overwrite an argument in the input buffer (a password). */
@@ -56,6 +93,8 @@ auth_state_free(struct session *s)
 		auth_cancel(s->auth);
 		s->auth = NULL;
 	}
+	sasl_free(s->sasl);
+	s->sasl = NULL;
 	user_forget(s);
 	if (s->users != NULL) {
 		users_unref(s->users);
@@ -76,6 +115,31 @@ user_set(struct session *s, struct slice name)
 	return 0;
 }
 
+/*
+ * RFC 2449 §6.5, §6.7: after login, this user's EXPIRE and LOGIN-DELAY; before
+ * it, the smallest EXPIRE and largest LOGIN-DELAY of all users, with USER
+ * when users differ.
+ */
+static void
+capa_policy(struct session *s)
+{
+	const struct capa_summary *c = &s->d->capa;
+	char buf[64];
+
+	if (s->state == ST_AUTH) {
+		capa_expire_text(buf, sizeof buf, c->expire, c->expire_varies);
+		session_replyf(s, "%s", buf);
+		if (c->login_delay > 0)
+			session_replyf(s, "LOGIN-DELAY %d%s", (int)c->login_delay,
+			               c->delay_varies ? " USER" : "");
+		return;
+	}
+	capa_expire_text(buf, sizeof buf, rule_expire_days(&s->rule), 0);
+	session_replyf(s, "%s", buf);
+	if (s->rule.login_delay > 0)
+		session_replyf(s, "LOGIN-DELAY %d", (int)s->rule.login_delay);
+}
+
 enum p3_outcome
 cmd_capa(struct session *s, const struct p3_args *a)
 {
@@ -86,24 +150,49 @@ cmd_capa(struct session *s, const struct p3_args *a)
 		"RESP-CODES\r\n"
 		"AUTH-RESP-CODE\r\n"
 		"PIPELINING\r\n";
-	static const char tail[] = "IMPLEMENTATION pop3d\r\n.\r\n";
+	char mechs[64];
+	size_t i, n = 0;
 
 	(void)a;
 	session_write(s, head, sizeof head - 1);
-	if (s->state == ST_AUTH && plaintext_ok(s))
-		session_write(s, "USER\r\n", 6);
-	session_write(s, tail, sizeof tail - 1);
+	/* RFC 2449 §5: AUTHORIZATION capabilities are announced in both states;
+	 * STLS only while it can be used (RFC 2595 §4). */
+	if (stls_offered(s))
+		session_replyf(s, "STLS");
+	if (plaintext_ok(s))
+		session_replyf(s, "USER");
+	for (i = 0; i < sizeof sasl_all / sizeof sasl_all[0]; i++)
+		if (mech_allowed(s, sasl_all[i]))
+			n += (size_t)snprintf(mechs + n, sizeof mechs - n, " %s",
+			                      sasl_mech_name(sasl_all[i]));
+	if (n > 0)
+		session_replyf(s, "SASL%s", mechs);
+	session_replyf(s, "UTF8 USER");
+	session_replyf(s, "IMPLEMENTATION pop3d");
+	capa_policy(s);
+	session_write(s, ".\r\n", 3);
 	return P3_OK;
+}
+
+/* RFC 6856: after UTF8, names and passwords must be valid UTF-8. */
+static int
+utf8_refused(struct session *s, struct slice v)
+{
+	if (!s->utf8 || utf8_valid(v.p, v.n))
+		return 0;
+	session_replyf(s, "-ERR [AUTH] invalid UTF-8");
+	return 1;
 }
 
 enum p3_outcome
 cmd_user(struct session *s, const struct p3_args *a)
 {
 	if (!plaintext_ok(s)) {
-		session_replyf(s, "-ERR [AUTH] plaintext authentication is disabled on "
-		               "unencrypted connections");
+		reply_plaintext_refused(s);
 		return P3_ERR;
 	}
+	if (utf8_refused(s, a->v[0]))
+		return P3_ERR;
 	if (!login_name_valid(a->v[0].p, a->v[0].n)) {
 		user_forget(s);
 		session_replyf(s, "-ERR [AUTH] invalid user name");
@@ -165,6 +254,19 @@ open_work(uv_work_t *req)
 	struct open_work *w = req->data;
 
 	w->st = maildrop_open(w->path, &w->md, w->err, sizeof w->err);
+	if (w->st != MD_OK || w->login_delay <= 0)
+		return;
+	/* RFC 2449 §6.5, enforced across processes: the last login lives in the maildir.
+	 * A last login in the future (clock stepped back) is not held against the user. */
+	if (w->md->last_login > 0 && w->now >= w->md->last_login &&
+	    w->now - w->md->last_login < w->login_delay) {
+		w->too_soon = 1;
+		maildrop_close(w->md);
+		w->md = NULL;
+		return;
+	}
+	if (maildrop_record_login(w->md, w->now) != 0)
+		snprintf(w->err, sizeof w->err, "cannot record login time: %.200s", w->md->err);
 }
 
 static void
@@ -184,6 +286,16 @@ open_done(uv_work_t *req, int status)
 	s->busy = 0;
 	switch (w->st) {
 	case MD_OK:
+		if (w->too_soon) {
+			log_msg(LOG_INFO, "login refused id=%llx ip=%s user=%s reason=login-delay",
+			        (unsigned long long)s->id, s->peer, user);
+			user_forget(s);
+			session_replyf(s, "-ERR [LOGIN-DELAY] wait before logging in again");
+			break;
+		}
+		if (w->err[0] != '\0')
+			log_msg(LOG_WARN, "maildrop id=%llx user=%s: %s", (unsigned long long)s->id, user,
+			        w->err);
 		s->md = w->md;
 		s->state = ST_TRANS;
 		s->bad_cmds = 0;
@@ -241,7 +353,10 @@ login_ok(struct session *s)
 		free(w);
 		goto oom;
 	}
+	rules_for(s->d->rules, s->user, s->user_len, &s->rule);
 	w->s = s;
+	w->login_delay = s->rule.login_delay;
+	w->now = (int64_t)time(NULL);
 	w->req.data = w;
 	if (uv_queue_work(s->d->loop, &w->req, open_work, open_done) != 0) {
 		free(w->path);
@@ -270,7 +385,7 @@ on_auth_done(void *arg, enum auth_result r)
 		login_ok(s);
 		break;
 	case AUTH_FAIL:
-		auth_fail(s, "USER");
+		auth_fail(s, s->mech);
 		break;
 	case AUTH_ERROR:
 		log_msg(LOG_ERR, "password check failed internally id=%llx",
@@ -293,12 +408,16 @@ cmd_pass(struct session *s, const struct p3_args *a)
 	}
 	if (!plaintext_ok(s)) {
 		wipe_arg(s, a->v[0]);
-		session_replyf(s, "-ERR [AUTH] plaintext authentication is disabled on "
-		               "unencrypted connections");
+		reply_plaintext_refused(s);
+		return P3_ERR;
+	}
+	if (utf8_refused(s, a->v[0])) {
+		wipe_arg(s, a->v[0]);
 		return P3_ERR;
 	}
 	if (s->users == NULL)
 		s->users = users_ref(s->d->users);
+	s->mech = "USER";
 	s->auth_started = uv_now(s->d->loop);
 	s->auth = auth_check(s->d->loop, s->users, s->user, s->user_len, a->v[0].p, a->v[0].n,
 	                     on_auth_done, s);
@@ -329,6 +448,7 @@ cmd_apop(struct session *s, const struct p3_args *a)
 	}
 	if (s->users == NULL)
 		s->users = users_ref(s->d->users);
+	s->mech = "APOP";
 	s->auth_started = uv_now(s->d->loop);
 	s->busy = 1;
 	if (auth_apop(s->users, s->user, s->user_len, s->timestamp, a->v[1].p, a->v[1].n))
@@ -346,4 +466,157 @@ cmd_quit(struct session *s, const struct p3_args *a)
 		return trans_quit(s);
 	session_replyf(s, "+OK bye");
 	return P3_CLOSE;
+}
+
+enum p3_outcome
+cmd_stls(struct session *s, const struct p3_args *a)
+{
+	(void)a;
+	if (s->tls_state != TLSS_NONE) {
+		session_replyf(s, "-ERR command not permitted when TLS is active");
+		return P3_ERR;
+	}
+	if (!stls_offered(s)) {
+		session_replyf(s, "-ERR STLS is not offered on this port");
+		return P3_ERR;
+	}
+	session_replyf(s, "+OK begin TLS negotiation");
+	session_start_tls_after_flush(s);
+	return P3_BUSY;
+}
+
+enum p3_outcome
+cmd_utf8(struct session *s, const struct p3_args *a)
+{
+	(void)a;
+	s->utf8 = 1;
+	session_replyf(s, "+OK UTF8 enabled");
+	return P3_OK;
+}
+
+/* Feed one client line to the SASL exchange and act on the result. */
+static void
+sasl_feed(struct session *s, const char *p, size_t n)
+{
+	char out[SASL_LINE_MAX + 1];
+	const char *v;
+	size_t outlen = 0, vlen;
+	enum sasl_result r = sasl_step(s->sasl, p, n, out, sizeof out, &outlen);
+	struct slice name;
+
+	switch (r) {
+	case SASL_CHALLENGE:
+		session_write(s, "+ ", 2);
+		session_write(s, out, outlen);
+		session_write(s, "\r\n", 2);
+		return;
+	case SASL_CHECK_PASSWORD:
+	case SASL_SUCCESS:
+		v = sasl_user(s->sasl, &vlen);
+		name.p = v;
+		name.n = vlen;
+		if (!login_name_valid(v, vlen) || (s->utf8 && !utf8_valid(v, vlen)) ||
+		    user_set(s, name) != 0) {
+			user_forget(s);
+			sasl_free(s->sasl);
+			s->sasl = NULL;
+			s->busy = 1;
+			auth_fail(s, s->mech);
+			return;
+		}
+		if (r == SASL_SUCCESS) {
+			sasl_free(s->sasl);
+			s->sasl = NULL;
+			s->busy = 1;
+			login_ok(s);
+			return;
+		}
+		v = sasl_password(s->sasl, &vlen);
+		s->auth = auth_check(s->d->loop, s->users, s->user, s->user_len, v, vlen,
+		                     on_auth_done, s);
+		sasl_free(s->sasl);   /* wipes the password */
+		s->sasl = NULL;
+		if (s->auth == NULL) {
+			user_forget(s);
+			session_replyf(s, "-ERR [SYS/TEMP] out of memory");
+			return;
+		}
+		s->busy = 1;
+		return;
+	case SASL_FAIL:
+	case SASL_BAD:
+		v = sasl_user(s->sasl, &vlen);
+		if (v != NULL && vlen > 0) {
+			name.p = v;
+			name.n = vlen;
+			user_set(s, name);   /* for the log line only */
+		}
+		sasl_free(s->sasl);
+		s->sasl = NULL;
+		s->busy = 1;
+		auth_fail(s, s->mech);
+		return;
+	}
+}
+
+void
+sasl_line(struct session *s, struct slice line)
+{
+	if (line.n == 1 && line.p[0] == '*') {   /* RFC 5034 §4: the client cancels */
+		sasl_free(s->sasl);
+		s->sasl = NULL;
+		session_replyf(s, "-ERR authentication cancelled");
+		pop3_count_bad(s);
+		return;
+	}
+	sasl_feed(s, line.p, line.n);
+	wipe_arg(s, line);
+}
+
+enum p3_outcome
+cmd_auth(struct session *s, const struct p3_args *a)
+{
+	enum sasl_mech m;
+	size_t i;
+
+	if (a->n == 0) {   /* RFC 1734 clients ask for the list with a bare AUTH */
+		session_replyf(s, "+OK");
+		for (i = 0; i < sizeof sasl_all / sizeof sasl_all[0]; i++)
+			if (mech_allowed(s, sasl_all[i]))
+				session_replyf(s, "%s", sasl_mech_name(sasl_all[i]));
+		session_write(s, ".\r\n", 3);
+		return P3_OK;
+	}
+	if (sasl_mech_parse(a->v[0], &m) != 0) {
+		session_replyf(s, "-ERR unsupported authentication mechanism");
+		return P3_ERR;
+	}
+	if (!mech_allowed(s, m)) {
+		if (a->n == 2)
+			wipe_arg(s, a->v[1]);
+		if (m == SASL_SCRAM_SHA_256)
+			session_replyf(s, "-ERR unsupported authentication mechanism");
+		else
+			reply_plaintext_refused(s);
+		return P3_ERR;
+	}
+	if (s->users == NULL)
+		s->users = users_ref(s->d->users);
+	user_forget(s);
+	s->sasl = sasl_new(m, s->users);
+	if (s->sasl == NULL) {
+		session_replyf(s, "-ERR [SYS/TEMP] out of memory");
+		return P3_ERR;
+	}
+	s->mech = sasl_mech_name(m);
+	s->auth_started = uv_now(s->d->loop);
+	if (a->n == 2) {   /* initial response (RFC 5034 §4); "=" is an empty one */
+		sasl_feed(s, a->v[1].p, a->v[1].n);
+		wipe_arg(s, a->v[1]);
+	} else if (m == SASL_LOGIN) {
+		session_replyf(s, "+ VXNlcm5hbWU6");   /* "Username:" */
+	} else {
+		session_write(s, "+ \r\n", 4);
+	}
+	return s->busy ? P3_BUSY : P3_OK;
 }

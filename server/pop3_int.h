@@ -44,6 +44,12 @@ enum p3_outcome cmd_user(struct session *s, const struct p3_args *a);
 enum p3_outcome cmd_pass(struct session *s, const struct p3_args *a);
 enum p3_outcome cmd_apop(struct session *s, const struct p3_args *a);
 enum p3_outcome cmd_quit(struct session *s, const struct p3_args *a);
+enum p3_outcome cmd_stls(struct session *s, const struct p3_args *a);
+enum p3_outcome cmd_auth(struct session *s, const struct p3_args *a);
+enum p3_outcome cmd_utf8(struct session *s, const struct p3_args *a);
+
+/* pop3_auth.c: one line of a running AUTH exchange (s->sasl != NULL). */
+void sasl_line(struct session *s, struct slice line);
 
 /* Handlers (pop3_trans.c) */
 enum p3_outcome cmd_stat(struct session *s, const struct p3_args *a);

@@ -450,6 +450,27 @@ update_work(uv_work_t *req)
 	w->rc = maildrop_update(w->s->md, &w->res);
 }
 
+/* One line per message UPDATE chose to remove (issue: user, UIDL, cause, age). */
+static void
+log_removals(struct session *s)
+{
+	int64_t now = (int64_t)time(NULL);
+	char user[300];
+	size_t i;
+
+	str_escape(user, sizeof user, s->user, s->user_len, 64);
+	for (i = 0; i < s->md->n; i++) {
+		const struct msg *m = &s->md->msgs[i];
+		if (!(m->flags & MSG_REMOVE))
+			continue;
+		log_msg(LOG_INFO, "remove id=%llx user=%s uidl=%s cause=%s age_days=%lld size=%llu",
+		        (unsigned long long)s->id, user, m->uidl,
+		        (m->flags & MSG_DELE) ? "dele" : "download",
+		        (long long)(now > m->mtime ? (now - m->mtime) / 86400 : 0),
+		        (unsigned long long)m->size);
+	}
+}
+
 static void
 update_done(uv_work_t *req, int status)
 {
@@ -458,6 +479,8 @@ update_done(uv_work_t *req, int status)
 	char user[300];
 
 	(void)status;
+	if (w->rc >= 0)
+		log_removals(s);
 	s->removed = w->res.removed;
 	s->d->stats.deleted += w->res.removed;
 	str_escape(user, sizeof user, s->user, s->user_len, 64);
@@ -493,7 +516,7 @@ trans_quit(struct session *s)
 	s->quit_seen = 1;
 	s->state = ST_UPDATE;
 	maildrop_quit(s->md);
-	policy_mark_update(s->md, time(NULL));
+	policy_mark_update(s->md, &s->rule, (int64_t)time(NULL));
 	w = calloc(1, sizeof *w);
 	if (w == NULL) {
 		session_replyf(s, "-ERR [SYS/TEMP] out of memory; nothing was removed");

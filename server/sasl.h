@@ -48,6 +48,10 @@ struct sasl *sasl_new(enum sasl_mech m, const struct users *users);
  * the answer to a challenge, base64 without CRLF. "*" is handled by the
  * caller (cancel), never passed here. out receives the next challenge in
  * base64 (outcap >= SASL_LINE_MAX); *outlen its length.
+ * Without an initial response, pass line NULL (n 0) first: that returns the
+ * first challenge, empty for PLAIN and SCRAM-SHA-256, "VXNlcm5hbWU6" for LOGIN.
+ * An empty line (n 0) answering a challenge is an empty response; so is "=".
+ * After any result but SASL_CHALLENGE every further call returns SASL_BAD.
  */
 enum sasl_result sasl_step(struct sasl *s, const char *line, size_t n,
                            char *out, size_t outcap, size_t *outlen);
@@ -63,6 +67,14 @@ const char *sasl_password(const struct sasl *s, size_t *n);
 
 /* Wipe and free; NULL is fine. */
 void sasl_free(struct sasl *s);
+
+/*
+ * TEST ONLY: use nonce (1..64 printable octets other than ',') as the SCRAM
+ * server nonce of this exchange instead of 18 random octets, so a test can
+ * replay RFC 7677 §3. Call before the client-first message. Returns 0, or -1
+ * for a bad nonce, another mechanism or too late. Never called by the server.
+ */
+int sasl_set_nonce_for_test(struct sasl *s, const char *nonce, size_t n);
 
 /* 1 when valid UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF). */
 int utf8_valid(const char *p, size_t n);

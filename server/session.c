@@ -15,8 +15,14 @@
 #include "server/daemon.h"
 #include "server/limits.h"
 #include "server/log.h"
+#include "server/listen.h"
 #include "server/pop3.h"
+#include "server/sasl.h"
 #include "server/session.h"
+#include "server/tlsio.h"
+
+_Static_assert(INPUT_BUF_SIZE >= SASL_LINE_MAX + 2, "an AUTH line must fit the input buffer");
+_Static_assert(INPUT_BUF_SIZE >= CMD_LINE_MAX + 2, "a command line must fit the input buffer");
 
 /* After QUIT's reply: how long we keep draining a client's leftover input. */
 #define LINGER_MS 2000
@@ -32,6 +38,8 @@ session_destroy(struct session *s)
 	struct daemon *d = s->d;
 
 	pop3_cleanup(s);
+	tls_conn_free(s->tls);
+	free(s->cin);
 	linein_free(&s->in);
 	free(s->out);
 	free(s->wbuf);
@@ -75,6 +83,9 @@ session_backlog(const struct session *s)
 static void
 idle_restart(struct session *s)
 {
+	/* The handshake has one deadline from its start, however the bytes trickle. */
+	if (s->tls_state == TLSS_HANDSHAKE)
+		return;
 	if (!uv_is_closing((uv_handle_t *)&s->idle))
 		uv_timer_start(&s->idle, on_idle, (uint64_t)s->d->cfg->idle_timeout * 1000, 0);
 }
@@ -98,13 +109,66 @@ update_reading(struct session *s)
 static void on_write(uv_write_t *req, int status);
 
 static void
+write_start(struct session *s)
+{
+	uv_buf_t b = uv_buf_init(s->wbuf, (unsigned)s->wlen);
+
+	s->wreq.data = s;
+	if (uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_write) != 0) {
+		session_close(s, "write failed");
+		return;
+	}
+	s->writing = 1;
+	session_ref(s);
+}
+
+/*
+ * TLS: encrypt the whole plaintext queue (only while no write is in flight,
+ * so ciphertext never piles up beyond one queue's worth) and send it.
+ */
+static void
+tls_flush(struct session *s)
+{
+	size_t n;
+
+	if (s->out_len > 0 && s->tls_state == TLSS_ACTIVE) {
+		if (tls_conn_write(s->tls, s->out, s->out_len) != 0) {
+			log_msg(LOG_WARN, "tls write failed id=%llx ip=%s: %s", (unsigned long long)s->id,
+			        s->peer, tls_conn_error(s->tls));
+			session_close(s, "tls error");
+			return;
+		}
+		s->out_len = 0;
+	}
+	n = tls_conn_pending(s->tls);
+	if (n == 0)
+		return;
+	if (s->wcap < n) {
+		char *p = realloc(s->wbuf, n);
+		if (p == NULL) {
+			session_close(s, "out of memory");
+			return;
+		}
+		s->wbuf = p;
+		s->wcap = n;
+	}
+	s->wlen = tls_conn_take(s->tls, s->wbuf, n);
+	write_start(s);
+}
+
+static void
 session_flush(struct session *s)
 {
-	uv_buf_t b;
 	size_t cap;
 	char *tmp;
 
-	if (s->writing || s->out_len == 0 || uv_is_closing((uv_handle_t *)&s->tcp))
+	if (s->writing || uv_is_closing((uv_handle_t *)&s->tcp))
+		return;
+	if (s->tls != NULL) {
+		tls_flush(s);
+		return;
+	}
+	if (s->out_len == 0)
 		return;
 	/* Swap: the filled queue goes out, the drained write buffer is reused. */
 	tmp = s->wbuf;
@@ -115,14 +179,7 @@ session_flush(struct session *s)
 	s->out = tmp;
 	s->out_cap = cap;
 	s->out_len = 0;
-	b = uv_buf_init(s->wbuf, (unsigned)s->wlen);
-	s->wreq.data = s;
-	if (uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_write) != 0) {
-		session_close(s, "write failed");
-		return;
-	}
-	s->writing = 1;
-	session_ref(s);
+	write_start(s);
 }
 
 char *
@@ -192,7 +249,7 @@ on_linger_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 	(void)buf;
 	if (nread < 0)
 		session_close(s, s->close_reason);
-	else if (nread > 0)
+	else if (nread > 0 && s->tls == NULL)
 		linein_reset(&s->in);   /* discard: the session is over */
 }
 
@@ -237,6 +294,49 @@ session_linger(struct session *s)
 	session_ref(s);
 }
 
+/* The last reply is written: a TLS close_notify goes out first, then FIN. */
+static void
+session_drained(struct session *s)
+{
+	if (s->tls_state == TLSS_ACTIVE && !s->tls_notified) {
+		s->tls_notified = 1;
+		tls_conn_close_notify(s->tls);
+		session_flush(s);
+		if (s->writing)
+			return;   /* on_write comes back here */
+	}
+	session_linger(s);
+}
+
+/* STLS's +OK is on the wire: from now on every byte is TLS (RFC 2595 §4). */
+static void
+tls_begin(struct session *s)
+{
+	s->tls_start = 0;
+	/* Anything the client pipelined behind STLS was sent in clear text and
+	 * must never run inside TLS (CVE-2011-0411 class). */
+	linein_reset(&s->in);
+	s->cin = malloc(TLS_READ_BUF);
+	s->tls = s->cin != NULL ? tls_conn_new(s->d->tls) : NULL;
+	if (s->tls == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	s->tls_state = TLSS_HANDSHAKE;
+	s->busy = 0;
+	uv_timer_start(&s->idle, on_idle, (uint64_t)s->d->cfg->tls.handshake_timeout * 1000, 0);
+	update_reading(s);
+}
+
+void
+session_start_tls_after_flush(struct session *s)
+{
+	s->tls_start = 1;
+	s->busy = 1;
+	if (session_backlog(s) == 0 && !s->writing)
+		tls_begin(s);
+}
+
 static void
 on_write(uv_write_t *req, int status)
 {
@@ -253,11 +353,19 @@ on_write(uv_write_t *req, int status)
 		session_unref(s);
 		return;
 	}
+	if (s->wcap > 4 * OUTPUT_LOW_WATER) {   /* a big reply is over: give memory back */
+		free(s->wbuf);
+		s->wbuf = NULL;
+		s->wcap = 0;
+	}
 	idle_restart(s);
 	session_flush(s);
 	if (s->close_after_flush) {
-		if (session_backlog(s) == 0)
-			session_linger(s);
+		if (session_backlog(s) == 0 && !s->writing)
+			session_drained(s);
+	} else if (s->tls_start) {
+		if (session_backlog(s) == 0 && !s->writing)
+			tls_begin(s);
 	} else if (session_backlog(s) < OUTPUT_LOW_WATER) {
 		if (s->job.kind != JOB_NONE)
 			pop3_job_step(s);
@@ -274,9 +382,41 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	size_t n;
 
 	(void)suggested;
+	if (s->tls != NULL) {
+		buf->base = s->cin;
+		buf->len = TLS_READ_BUF;
+		return;
+	}
 	linein_space(&s->in, &p, &n);
 	buf->base = p;
 	buf->len = n;
+}
+
+/* Ciphertext arrived: advance the handshake, then let the session read plaintext. */
+static void
+tls_input(struct session *s)
+{
+	enum tls_status st;
+
+	if (s->tls_state == TLSS_HANDSHAKE) {
+		st = tls_conn_handshake(s->tls);
+		if (st == TLS_FAIL) {
+			log_msg(LOG_WARN, "tls handshake failed id=%llx ip=%s port=%u: %s",
+			        (unsigned long long)s->id, s->peer, s->peer_port, tls_conn_error(s->tls));
+			session_close(s, "tls handshake failed");
+			return;
+		}
+		session_flush(s);
+		if (st == TLS_WANT)
+			return;
+		s->tls_state = TLSS_ACTIVE;
+		log_msg(LOG_INFO, "tls id=%llx ip=%s version=%s cipher=%s sni=%s",
+		        (unsigned long long)s->id, s->peer, tls_conn_version(s->tls),
+		        tls_conn_cipher(s->tls), tls_conn_sni(s->tls));
+		idle_restart(s);
+		pop3_tls_ready(s);
+	}
+	session_process(s);
 }
 
 static void
@@ -288,12 +428,51 @@ on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 	if (nread == 0)
 		return;
 	if (nread < 0) {
+		if (s->tls_state == TLSS_HANDSHAKE)
+			log_msg(LOG_WARN, "tls handshake failed id=%llx ip=%s port=%u: "
+			        "connection closed by client", (unsigned long long)s->id, s->peer,
+			        s->peer_port);
 		session_close(s, nread == UV_EOF ? "disconnected" : "read error");
 		return;
 	}
-	linein_commit(&s->in, (size_t)nread);
 	idle_restart(s);
+	if (s->tls != NULL) {
+		if (tls_conn_feed(s->tls, s->cin, (size_t)nread) != 0) {
+			session_close(s, "out of memory");
+			return;
+		}
+		tls_input(s);
+		return;
+	}
+	linein_commit(&s->in, (size_t)nread);
 	session_process(s);
+}
+
+/* Move decrypted bytes into the line reader: 1 when some came, 0 when none, -1 closed. */
+static int
+tls_pull(struct session *s)
+{
+	enum tls_status st = TLS_WANT;
+	char *p;
+	size_t n, got;
+
+	linein_space(&s->in, &p, &n);
+	if (n == 0)
+		return 0;
+	got = tls_conn_read(s->tls, p, n, &st);
+	if (got > 0) {
+		linein_commit(&s->in, got);
+		return 1;
+	}
+	if (st == TLS_WANT) {
+		session_flush(s);   /* a key update or alert may be waiting to go out */
+		return 0;
+	}
+	if (st == TLS_FAIL)
+		log_msg(LOG_WARN, "tls error id=%llx ip=%s: %s", (unsigned long long)s->id, s->peer,
+		        tls_conn_error(s->tls));
+	session_close(s, st == TLS_CLOSED ? "disconnected" : "tls error");
+	return -1;
 }
 
 static void
@@ -301,12 +480,19 @@ session_process(struct session *s)
 {
 	struct slice line;
 
+	if (s->tls_state == TLSS_HANDSHAKE) {
+		update_reading(s);
+		return;
+	}
 	s->processing = 1;
 	while (!s->closing && !s->busy && !s->close_after_flush &&
 	       session_backlog(s) < OUTPUT_HIGH_WATER) {
-		enum linein_status st = linein_next(&s->in, CMD_LINE_MAX, &line);
-		if (st == LINEIN_MORE)
+		enum linein_status st = linein_next(&s->in, pop3_line_max(s), &line);
+		if (st == LINEIN_MORE) {
+			if (s->tls_state == TLSS_ACTIVE && tls_pull(s) > 0)
+				continue;
 			break;
+		}
 		if (st == LINEIN_FLOOD) {
 			s->processing = 0;
 			session_close(s, "line flood");
@@ -318,6 +504,10 @@ session_process(struct session *s)
 			pop3_bad_input(s, st);
 	}
 	s->processing = 0;
+	if (s->closing)
+		return;
+	if (s->tls != NULL)
+		session_flush(s);   /* reading may have produced TLS records to send */
 	update_reading(s);
 }
 
@@ -339,8 +529,8 @@ session_close_after_flush(struct session *s, const char *reason)
 	s->close_after_flush = 1;
 	s->close_reason = reason;
 	update_reading(s);
-	if (session_backlog(s) == 0)
-		session_linger(s);
+	if (session_backlog(s) == 0 && !s->writing)
+		session_drained(s);
 }
 
 static void
@@ -353,10 +543,10 @@ log_session_end(struct session *s, const char *reason)
 		snprintf(user, sizeof user, "-");
 	else
 		str_escape(user, sizeof user, s->user, s->user_len, 64);
-	log_msg(LOG_INFO, "session end id=%llx user=%s ip=%s port=%u duration_ms=%llu "
+	log_msg(LOG_INFO, "session end id=%llx user=%s ip=%s port=%u tls=%s duration_ms=%llu "
 	        "retr=%llu retr_bytes=%llu dele=%llu removed=%llu reason=\"%s\"",
 	        (unsigned long long)s->id, user, s->peer, s->peer_port,
-	        (unsigned long long)ms, (unsigned long long)s->retr_count,
+	        s->tls_state == TLSS_ACTIVE ? "yes" : "no", (unsigned long long)ms, (unsigned long long)s->retr_count,
 	        (unsigned long long)s->retr_bytes, (unsigned long long)s->dele_count,
 	        (unsigned long long)s->removed, reason);
 }
@@ -387,6 +577,12 @@ on_idle(uv_timer_t *t)
 
 	if (s->close_after_flush) {          /* the linger period ended */
 		session_close(s, s->close_reason);
+		return;
+	}
+	if (s->tls_state == TLSS_HANDSHAKE) {
+		log_msg(LOG_WARN, "tls handshake failed id=%llx ip=%s port=%u: timeout",
+		        (unsigned long long)s->id, s->peer, s->peer_port);
+		session_close(s, "tls handshake timeout");
 		return;
 	}
 	if (s->state == ST_UPDATE) {         /* never interrupt UPDATE */
@@ -443,6 +639,7 @@ session_accept(struct daemon *d, uv_stream_t *server)
 		return;
 	}
 	s->d = d;
+	s->listener = server->data;
 	s->id = ++d->next_id;
 	s->job.fd = -1;
 	s->started_ms = uv_now(d->loop);
@@ -477,6 +674,12 @@ session_accept(struct daemon *d, uv_stream_t *server)
 		return;
 	}
 	s->counted_ip = 1;
+	s->plaintext_trusted = cidr_list_contains(d->cfg->plaintext_trusted,
+	                                          d->cfg->nplaintext_trusted, &s->peer_sa);
+	if (s->listener->cfg->tls == TLS_IMPLICIT) {
+		tls_begin(s);   /* RFC 8314: the greeting waits for the handshake */
+		return;
+	}
 	pop3_start(s);
 	session_process(s);
 }

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "policy/rules.h"
 #include "server/ipcount.h"
 #include "server/linein.h"
 #include "server/multiline.h"
@@ -111,6 +112,7 @@ struct session {
 	struct maildrop *md;             /* locked snapshot in TRANSACTION/UPDATE */
 	int              quit_seen;      /* QUIT received in TRANSACTION */
 	int              utf8;           /* UTF8 command given (RFC 6856) */
+	struct rule      rule;           /* retention policy of the logged-in user */
 	struct sasl     *sasl;           /* AUTH exchange in progress: lines go to it */
 	const char      *mech;           /* mechanism of the login attempt, for logs */
 	struct job       job;

@@ -21,13 +21,13 @@ struct tls_conn;
  * Build the contexts: load cfg->certificate/key (PEM, chain allowed) and each
  * SNI entry's, check every key matches its certificate, apply min_version,
  * ciphers and ciphersuites, disable compression, renegotiation and session
- * tickets' weak defaults. Problems go to errors as "FILE: setting: text";
- * certificates expiring within 30 days, or expired, go to warnings (an expired
- * one is also an error). Returns NULL when any error was found.
+ * tickets. Problems go to errors as "FILE: setting: text"; a certificate
+ * expiring within 30 days goes to warnings, an expired one to errors.
+ * Returns NULL when any error was found.
  */
 struct tls_ctx *tls_ctx_new(const struct tls_cfg *cfg, struct diag *errors, struct diag *warnings);
 
-/* One-line description for pop3d -t: subject CN and notAfter of each certificate. */
+/* For pop3d -t: one line per certificate (subject CN, SANs, notAfter). */
 void tls_ctx_describe(const struct tls_ctx *t, FILE *f);
 
 void tls_ctx_free(struct tls_ctx *t);

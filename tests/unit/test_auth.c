@@ -10,6 +10,10 @@
 #include <cmocka.h>
 
 #include <crypt.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -748,6 +752,386 @@ static void test_hash_password_round_trip(void **state)
 	diag_free(&d);
 }
 
+/* ---- SCRAM-SHA-256 ------------------------------------------------------ */
+
+/* Base64 with OpenSSL, to check the codec in auth.c against another one. */
+static size_t ossl_b64(char *dst, const void *src, size_t n)
+{
+	return (size_t)EVP_EncodeBlock((unsigned char *)dst, src, (int)n);
+}
+
+/* StoredKey and ServerKey computed with OpenSSL. */
+static void ossl_scram(const void *pass, size_t plen, const unsigned char *salt, size_t slen,
+                       int iter, unsigned char sk[32], unsigned char vk[32])
+{
+	unsigned char salted[32], ck[32];
+	unsigned int l;
+
+	assert_int_equal(PKCS5_PBKDF2_HMAC(pass, (int)plen, salt, (int)slen, iter, EVP_sha256(),
+	                                   32, salted), 1);
+	assert_non_null(HMAC(EVP_sha256(), salted, 32, (const unsigned char *)"Client Key", 10,
+	                     ck, &l));
+	SHA256(ck, 32, sk);
+	assert_non_null(HMAC(EVP_sha256(), salted, 32, (const unsigned char *)"Server Key", 10,
+	                     vk, &l));
+}
+
+/* A Dovecot {SCRAM-SHA-256} field for pass, made with OpenSSL. */
+static void scram_field(char *dst, size_t cap, const char *pass, const unsigned char *salt,
+                        size_t slen, int iter)
+{
+	unsigned char sk[32], vk[32];
+	char s64[256], k64[64], v64[64];
+
+	ossl_scram(pass, strlen(pass), salt, slen, iter, sk, vk);
+	ossl_b64(s64, salt, slen);
+	ossl_b64(k64, sk, 32);
+	ossl_b64(v64, vk, 32);
+	snprintf(dst, cap, "{SCRAM-SHA-256}%d,%s,%s,%s", iter, s64, k64, v64);
+}
+
+static const unsigned char SALT16[16] = "0123456789abcdef";
+
+static void test_sha256_hmac_vs_openssl(void **state)
+{
+	unsigned char buf[300], key[200], a[32], b[32];
+	unsigned int l;
+	size_t n;
+
+	(void)state;
+	/* FIPS 180-2 "abc". */
+	auth_sha256("abc", 3, a);
+	assert_memory_equal(a, "\xba\x78\x16\xbf\x8f\x01\xcf\xea\x41\x41\x40\xde\x5d\xae\x22\x23"
+	                       "\xb0\x03\x61\xa3\x96\x17\x7a\x9c\xb4\x10\xff\x61\xf2\x00\x15\xad", 32);
+	/* RFC 4231 test case 2. */
+	auth_hmac_sha256("Jefe", 4, "what do ya want for nothing?", 28, a);
+	assert_memory_equal(a, "\x5b\xdc\xc1\x46\xbf\x60\x75\x4e\x6a\x04\x24\x26\x08\x95\x75\xc7"
+	                       "\x5a\x00\x3f\x08\x9d\x27\x39\x83\x9d\xec\x58\xb9\x64\xec\x38\x43", 32);
+	assert_int_equal(RAND_bytes(buf, sizeof(buf)), 1);
+	assert_int_equal(RAND_bytes(key, sizeof(key)), 1);
+	/* Every length around the 55/56/64-octet padding boundaries, and keys longer
+	 * than a block (hashed first). */
+	for (n = 0; n < sizeof(buf); n++) {
+		auth_sha256(buf, n, a);
+		SHA256(buf, n, b);
+		assert_memory_equal(a, b, 32);
+	}
+	for (n = 0; n < sizeof(key); n += 7) {
+		auth_hmac_sha256(key, n, buf, n + 50, a);
+		assert_non_null(HMAC(EVP_sha256(), key, (int)n, buf, n + 50, b, &l));
+		assert_memory_equal(a, b, 32);
+	}
+}
+
+static void test_scram_keys_vs_openssl(void **state)
+{
+	static const uint32_t iters[] = { 1, 2, 3, 4096 };
+	unsigned char pass[150], salt[SCRAM_SALT_MAX], a[32], b[32], c[32], d[32];
+	size_t i, plen, slen;
+
+	(void)state;
+	assert_int_equal(RAND_bytes(pass, sizeof(pass)), 1);
+	assert_int_equal(RAND_bytes(salt, sizeof(salt)), 1);
+	for (i = 0; i < sizeof(iters) / sizeof(iters[0]); i++) {
+		for (plen = 0; plen < sizeof(pass); plen += 37) {
+			slen = (plen * 3 + i) % sizeof(salt) + 1;
+			auth_scram_keys((const char *)pass, plen, salt, slen, iters[i], a, b);
+			ossl_scram(pass, plen, salt, slen, (int)iters[i], c, d);
+			assert_memory_equal(a, c, 32);
+			assert_memory_equal(b, d, 32);
+		}
+	}
+}
+
+static void test_base64(void **state)
+{
+	static const struct {
+		const char *s;
+		size_t      n;
+	} bad[] = {
+#define B(x) { x, sizeof(x) - 1 }
+		B("A"), B("AA"), B("AAA"), B("AAAAA"), B("AA=A"), B("A==="), B("===="),
+		B("AA==AAAA"), B("AB=="), B("AAB="), B("AA ="), B(" AAA"), B("AAA\n"), B("AA-A"),
+		B("AA_A"), B("AA.A"), B("AAA\0"), B("AA\0="),
+#undef B
+	};
+	unsigned char raw[100], back[100];
+	char mine[200], theirs[200];
+	size_t n, k, m;
+
+	(void)state;
+	assert_int_equal(RAND_bytes(raw, sizeof(raw)), 1);
+	for (n = 0; n < sizeof(raw); n++) {
+		assert_int_equal(b64_encode(mine, sizeof(mine), raw, n, &k), 0);
+		assert_int_equal(k, ossl_b64(theirs, raw, n));
+		assert_string_equal(mine, theirs);
+		assert_int_equal(b64_decode(back, sizeof(back), mine, k, &m), 0);
+		assert_int_equal(m, n);
+		assert_memory_equal(back, raw, n);
+		/* Exactly enough room, and one octet short. */
+		assert_int_equal(b64_encode(mine, k + 1, raw, n, &k), 0);
+		assert_int_equal(b64_encode(mine, k, raw, n, &k), -1);
+		if (n > 0) {
+			assert_int_equal(b64_decode(back, n, mine, k, &m), 0);
+			assert_int_equal(b64_decode(back, n - 1, mine, k, &m), -1);
+		}
+	}
+	assert_int_equal(b64_decode(back, 0, "", 0, &m), 0);
+	assert_int_equal(m, 0);
+	for (n = 0; n < sizeof(bad) / sizeof(bad[0]); n++)
+		if (b64_decode(back, sizeof(back), bad[n].s, bad[n].n, &m) == 0)
+			fail_msg("bad case %zu decoded", n);
+	assert_int_equal(b64_decode(back, sizeof(back), "AA==", 4, &m), 0);
+	assert_int_equal(m, 1);
+	assert_int_equal(b64_decode(back, sizeof(back), "AAA=", 4, &m), 0);
+	assert_int_equal(m, 2);
+}
+
+static void test_load_scram(void **state)
+{
+	unsigned char salt128[SCRAM_SALT_MAX + 1], sk[32], vk[32];
+	char f1[256], f2[256], f3[512], f4[512], buf[8192];
+	struct scram_cred c;
+	struct diag d = { 0 };
+	struct users *u;
+	const struct user *e;
+	const char *path;
+	char *good;
+
+	(void)state;
+	memset(salt128, 's', sizeof(salt128));
+	scram_field(f1, sizeof(f1), "hunter2", SALT16, 16, 4096);
+	scram_field(f2, sizeof(f2), "hunter2", SALT16, 8, 5000);
+	scram_field(f3, sizeof(f3), "hunter2", salt128, SCRAM_SALT_MAX, 5000);
+	scram_field(f4, sizeof(f4), "hunter2", salt128, SCRAM_SALT_MAX + 1, 4096);
+	good = f1 + strlen("{SCRAM-SHA-256}");   /* "4096,salt,sk,vk" */
+	snprintf(buf, sizeof(buf),
+	         "s1:%s:1:1::/home/s1\n"                                  /* 1 */
+	         "s2:{scram-sha-256}%s\n"                                 /* 2: 5000 */
+	         "s3:%s\n"                                                /* 3: 128-octet salt */
+	         "s4:%s\n"                                                /* 4: 129-octet salt */
+	         "b5:{SCRAM-SHA-256}4095,%s\n"                            /* 5 */
+	         "b6:{SCRAM-SHA-256}10000001,%s\n"                        /* 6 */
+	         "b7:{SCRAM-SHA-256}4096\n"                               /* 7 */
+	         "b8:{SCRAM-SHA-256}4096,MDEyMw==,AAAA\n"                 /* 8 */
+	         "b9:{SCRAM-SHA-256}%s,extra\n"                           /* 9 */
+	         "b10:{SCRAM-SHA-256}\n"                                  /* 10 */
+	         "b11:{SCRAM-SHA-256}+4096,%s\n"                          /* 11 */
+	         "b12:{SCRAM-SHA-1}%s\n"                                  /* 12 */
+	         "b13:{SCRAM-SHA-256}4096,,%s\n"                          /* 13: empty salt */
+	         "b14:{SCRAM-SHA-256}4096,MDEyMw,%s\n",                   /* 14: unpadded salt */
+	         f1, f2 + strlen("{SCRAM-SHA-256}"), f3, f4,
+	         strchr(good, ',') + 1, strchr(good, ',') + 1, good, strchr(good, ',') + 1, good,
+	         strchr(strchr(good, ',') + 1, ',') + 1, strchr(strchr(good, ',') + 1, ',') + 1);
+	path = write_str(buf);
+	u = load_ok(path, &d);
+	dump_diag(&d);
+	assert_true(diag_has(&d, path, 4, "salt is not base64 of 1..128 octets"));
+	assert_true(diag_has(&d, path, 5, "iteration count is not a number in 4096..10000000"));
+	assert_true(diag_has(&d, path, 6, "iteration count"));
+	assert_true(diag_has(&d, path, 7, "not iterations,salt,StoredKey,ServerKey"));
+	assert_true(diag_has(&d, path, 8, "not iterations,salt,StoredKey,ServerKey"));
+	assert_true(diag_has(&d, path, 9, "not iterations,salt,StoredKey,ServerKey"));
+	assert_true(diag_has(&d, path, 10, "empty password"));
+	assert_true(diag_has(&d, path, 11, "iteration count"));
+	assert_true(diag_has(&d, path, 12, "unknown password scheme {SCRAM-SHA-1}"));
+	assert_true(diag_has(&d, path, 13, "salt is not base64"));
+	assert_true(diag_has(&d, path, 14, "salt is not base64"));
+	assert_int_equal(d.n, 11);
+	assert_int_equal(u->n, 3);
+	assert_int_equal(u->nscram, 3);
+	assert_int_equal(u->scram_iter, 5000);   /* two of three use 5000 */
+	assert_false(users_any_plain(u));
+
+	e = find(u, "s1");
+	assert_non_null(e);
+	assert_int_equal(e->scheme, PW_SCRAM);
+	assert_string_equal(e->secret, good);
+	assert_string_equal(e->home, "/home/s1");
+	assert_non_null(e->scram);
+	assert_int_equal(e->scram->iter, 4096);
+	assert_int_equal(e->scram->salt_len, 16);
+	assert_memory_equal(e->scram->salt, SALT16, 16);
+	ossl_scram("hunter2", 7, SALT16, 16, 4096, sk, vk);
+	assert_memory_equal(e->scram->stored_key, sk, 32);
+	assert_memory_equal(e->scram->server_key, vk, 32);
+	assert_int_equal(find(u, "s2")->scram->iter, 5000);
+	assert_int_equal(find(u, "s2")->scram->salt_len, 8);
+	assert_int_equal(find(u, "s3")->scram->salt_len, SCRAM_SALT_MAX);
+
+	/* users_scram: a SCRAM user's own values. */
+	assert_int_equal(users_scram(u, "s1", 2, &c), 1);
+	assert_int_equal(c.iter, 4096);
+	assert_memory_equal(c.stored_key, sk, 32);
+	users_unref(u);
+	diag_free(&d);
+
+	/* Line 2 as a duplicate: its parsed keys are freed with it (ASan counts). */
+	snprintf(buf, sizeof(buf), "s1:%s\ns1:%s\n", f1, f2);
+	u = load_ok(write_str(buf), &d);
+	assert_int_equal(u->n, 1);
+	assert_int_equal(u->nscram, 1);
+	assert_int_equal(u->scram_iter, 4096);
+	users_unref(u);
+	diag_free(&d);
+}
+
+static void test_users_scram_fake_and_plain(void **state)
+{
+	struct diag d = { 0 };
+	struct users *u;
+	struct scram_cred a, b, c;
+	unsigned char sk[32], vk[32], zero[32] = { 0 }, mac[32];
+	char buf[1024];
+	unsigned int l;
+
+	(void)state;
+	snprintf(buf, sizeof(buf), "pete:{PLAIN}plainpw\nalice:%s\n", h_y);
+	u = load_ok(write_str(buf), &d);
+	assert_int_equal(d.n, 0);
+	assert_int_equal(u->nscram, 0);
+	assert_int_equal(u->scram_iter, SCRAM_ITER_DEFAULT);
+
+	/* Unknown: a fake salt that is HMAC(scram_key, name), stable; keys match nothing. */
+	assert_int_equal(users_scram(u, "ghost", 5, &a), 0);
+	assert_int_equal(a.iter, SCRAM_ITER_DEFAULT);
+	assert_int_equal(a.salt_len, SCRAM_SALT_LEN);
+	assert_non_null(HMAC(EVP_sha256(), u->scram_key, 32, (const unsigned char *)"ghost", 5,
+	                     mac, &l));
+	assert_memory_equal(a.salt, mac, SCRAM_SALT_LEN);
+	assert_memory_equal(a.stored_key, zero, 32);
+	assert_memory_equal(a.server_key, zero, 32);
+	assert_int_equal(users_scram(u, "ghost", 5, &b), 0);
+	assert_memory_equal(&a, &b, sizeof(a));
+	assert_int_equal(users_scram(u, "ghosT", 5, &b), 0);
+	assert_memory_not_equal(a.salt, b.salt, SCRAM_SALT_LEN);
+
+	/* A crypt user: the same kind of fake. */
+	assert_int_equal(users_scram(u, "alice", 5, &c), 0);
+	assert_non_null(HMAC(EVP_sha256(), u->scram_key, 32, (const unsigned char *)"alice", 5,
+	                     mac, &l));
+	assert_memory_equal(c.salt, mac, SCRAM_SALT_LEN);
+	assert_null(find(u, "alice")->scram);
+
+	/* A {PLAIN} user: the same salt formula, but real keys from the secret. */
+	assert_int_equal(users_scram(u, "pete", 4, &c), 1);
+	assert_int_equal(c.iter, SCRAM_ITER_DEFAULT);
+	assert_int_equal(c.salt_len, SCRAM_SALT_LEN);
+	assert_non_null(HMAC(EVP_sha256(), u->scram_key, 32, (const unsigned char *)"pete", 4,
+	                     mac, &l));
+	assert_memory_equal(c.salt, mac, SCRAM_SALT_LEN);
+	ossl_scram("plainpw", 7, c.salt, c.salt_len, (int)c.iter, sk, vk);
+	assert_memory_equal(c.stored_key, sk, 32);
+	assert_memory_equal(c.server_key, vk, 32);
+	assert_int_equal(users_scram(NULL, "x", 1, &c), 0);
+	users_unref(u);
+	diag_free(&d);
+}
+
+static void test_check_scram(void **state)
+{
+	char f1[256], buf[2048], longpw[700], *longline, err[128];
+	struct diag d = { 0 };
+	struct users *u;
+
+	(void)state;
+	memset(longpw, 'q', sizeof(longpw));
+	longpw[sizeof(longpw) - 1] = '\0';
+	longline = auth_hash_password_scheme(longpw, strlen(longpw), "SCRAM-SHA-256", err,
+	                                     sizeof(err));
+	assert_non_null(longline);
+	scram_field(f1, sizeof(f1), "hunter2", SALT16, 16, 4096);
+	snprintf(buf, sizeof(buf), "sc:%s\nlong:%s\nalice:%s\npete:{PLAIN}plainpw\n", f1, longline,
+	         h_y);
+	u = load_ok(write_str(buf), &d);
+	dump_diag(&d);
+	assert_int_equal(d.n, 0);
+	assert_int_equal(CHECK(u, "sc", "hunter2"), AUTH_OK);
+	assert_int_equal(CHECK(u, "sc", "hunter3"), AUTH_FAIL);
+	assert_int_equal(CHECK(u, "sc", "hunter"), AUTH_FAIL);
+	assert_int_equal(CHECK(u, "sc", ""), AUTH_FAIL);
+	assert_int_equal(run_check(u, "sc", "hunter2\0x", 9), AUTH_FAIL);
+	assert_int_equal(CHECK(u, "Sc", "hunter2"), AUTH_FAIL);
+	/* SCRAM has no crypt length limit: the whole password counts. */
+	assert_int_equal(CHECK(u, "long", longpw), AUTH_OK);
+	longpw[sizeof(longpw) - 2] = 'r';
+	assert_int_equal(CHECK(u, "long", longpw), AUTH_FAIL);
+	/* The others are unchanged next to SCRAM users. */
+	assert_int_equal(CHECK(u, "alice", "hunter2"), AUTH_OK);
+	assert_int_equal(CHECK(u, "alice", "hunter3"), AUTH_FAIL);
+	assert_int_equal(CHECK(u, "pete", "plainpw"), AUTH_OK);
+	assert_int_equal(CHECK(u, "nobody", "hunter2"), AUTH_FAIL);
+	/* APOP stays {PLAIN}-only. */
+	assert_false(auth_apop(u, "sc", 2, "<1.2@x>", "00000000000000000000000000000000", 32));
+	users_unref(u);
+	free(longline);
+	diag_free(&d);
+}
+
+static void test_hash_password_scheme(void **state)
+{
+	struct diag d = { 0 };
+	struct users *u;
+	char err[128], buf[512], *h, *h2;
+	const char *p;
+	unsigned char raw[64];
+	size_t i, commas = 0, m;
+
+	(void)state;
+	h = auth_hash_password_scheme("s3cret pass", 11, "SCRAM-SHA-256", err, sizeof(err));
+	assert_non_null(h);
+	/* {SCRAM-SHA-256}4096,<24 chars: 16 octets>,<44: 32>,<44: 32> */
+	assert_memory_equal(h, "{SCRAM-SHA-256}4096,", 20);
+	for (p = h; *p != '\0'; p++)
+		commas += *p == ',';
+	assert_int_equal(commas, 3);
+	assert_int_equal(strlen(h), 20 + 24 + 1 + 44 + 1 + 44);
+	assert_int_equal(b64_decode(raw, sizeof(raw), h + 20, 24, &m), 0);
+	assert_int_equal(m, 16);
+	assert_int_equal(b64_decode(raw, sizeof(raw), h + 45, 44, &m), 0);
+	assert_int_equal(m, 32);
+	assert_int_equal(b64_decode(raw, sizeof(raw), h + 90, 44, &m), 0);
+	assert_int_equal(m, 32);
+
+	/* Fresh salt every time. */
+	h2 = auth_hash_password_scheme("s3cret pass", 11, "scram-sha-256", err, sizeof(err));
+	assert_non_null(h2);
+	assert_string_not_equal(h, h2);
+
+	snprintf(buf, sizeof(buf), "carol:%s\ndan:%s:1:1::/home/dan\n", h, h2);
+	u = load_ok(write_str(buf), &d);
+	dump_diag(&d);
+	assert_int_equal(d.n, 0);
+	assert_int_equal(find(u, "carol")->scheme, PW_SCRAM);
+	assert_int_equal(CHECK(u, "carol", "s3cret pass"), AUTH_OK);
+	assert_int_equal(CHECK(u, "carol", "s3cret pas"), AUTH_FAIL);
+	assert_int_equal(CHECK(u, "dan", "s3cret pass"), AUTH_OK);
+	users_unref(u);
+	free(h);
+	free(h2);
+
+	/* yescrypt: the default and by name. */
+	for (i = 0; i < 2; i++) {
+		h = auth_hash_password_scheme("pw", 2, i == 0 ? NULL : "YesCrypt", err, sizeof(err));
+		assert_non_null(h);
+		assert_memory_equal(h, "$y$", 3);
+		free(h);
+	}
+
+	err[0] = '\0';
+	assert_null(auth_hash_password_scheme("pw", 2, "MD5", err, sizeof(err)));
+	assert_string_equal(err, "unknown scheme \"MD5\" (use yescrypt or SCRAM-SHA-256)");
+	assert_null(auth_hash_password_scheme("pw", 2, "", err, sizeof(err)));
+	assert_null(auth_hash_password_scheme("", 0, "SCRAM-SHA-256", err, sizeof(err)));
+	assert_string_equal(err, "empty password");
+	assert_null(auth_hash_password_scheme("a\0b", 3, "SCRAM-SHA-256", err, sizeof(err)));
+	assert_non_null(strstr(err, "NUL"));
+	assert_null(auth_hash_password_scheme("a\0b", 3, "SCRAM-SHA-256", NULL, 0));
+	assert_null(auth_hash_password_scheme("", 0, "yescrypt", err, sizeof(err)));
+	assert_string_equal(err, "empty password");
+	diag_free(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -767,6 +1151,13 @@ int main(void)
 		cmocka_unit_test(test_users_outlive_owner),
 		cmocka_unit_test(test_apop_rfc1939),
 		cmocka_unit_test(test_hash_password_round_trip),
+		cmocka_unit_test(test_sha256_hmac_vs_openssl),
+		cmocka_unit_test(test_scram_keys_vs_openssl),
+		cmocka_unit_test(test_base64),
+		cmocka_unit_test(test_load_scram),
+		cmocka_unit_test(test_users_scram_fake_and_plain),
+		cmocka_unit_test(test_check_scram),
+		cmocka_unit_test(test_hash_password_scheme),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -13,8 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/ssl.h>        /* TLS1_2_VERSION, TLS1_3_VERSION */
 
 #include "server/config.h"
 
@@ -156,6 +159,31 @@ test_defaults(void **state)
 	assert_int_equal(f->cfg->idle_timeout, 600);
 	assert_int_equal(f->cfg->max_connections, 10000);
 	assert_int_equal(f->cfg->max_connections_per_ip, 50);
+
+	/* Settings added with TLS and the retention policy, all left out. */
+	assert_int_equal(f->cfg->listen[0].tls, TLS_NONE);
+	assert_int_equal(f->cfg->nplaintext_trusted, 0);
+	assert_null(f->cfg->plaintext_trusted);
+	assert_int_equal(f->cfg->tls.present, 0);
+	assert_int_equal(f->cfg->tls.line, 0);
+	assert_null(f->cfg->tls.certificate);
+	assert_null(f->cfg->tls.key);
+	assert_int_equal(f->cfg->tls.min_version, TLS1_2_VERSION);
+	assert_null(f->cfg->tls.ciphers);
+	assert_null(f->cfg->tls.ciphersuites);
+	assert_int_equal(f->cfg->tls.handshake_timeout, 30);
+	assert_int_equal(f->cfg->tls.nsni, 0);
+	assert_null(f->cfg->policy.def.match);
+	assert_int_equal(f->cfg->policy.def.line, 0);
+	assert_int_equal(f->cfg->policy.def.retention, RET_KEEP);
+	assert_int_equal(f->cfg->policy.def.keep_days, POLICY_UNSET);
+	assert_int_equal(f->cfg->policy.def.unread_days, 0);
+	assert_int_equal(f->cfg->policy.def.login_delay, 0);
+	assert_int_equal(f->cfg->policy.expire_interval, 3600);
+	assert_int_equal(f->cfg->policy.ndomains, 0);
+	assert_null(f->cfg->policy.domains);
+	assert_int_equal(f->cfg->policy.nusers, 0);
+	assert_null(f->cfg->policy.users);
 }
 
 static void
@@ -265,11 +293,34 @@ test_example_file(void **state)
 		skip();         /* run from somewhere other than the source tree */
 	f->rc = config_load("etc/pop3d.conf", &f->cfg, &f->d);
 	expect_ok(f);
-	assert_int_equal(f->cfg->nlisten, 2);
+	assert_int_equal(f->cfg->nlisten, 4);
 	assert_string_equal(f->cfg->listen[0].address, "0.0.0.0");
+	assert_int_equal(f->cfg->listen[0].port, 110);
+	assert_int_equal(f->cfg->listen[0].tls, TLS_STARTTLS);
 	assert_string_equal(f->cfg->listen[1].address, "::");
 	assert_int_equal(f->cfg->listen[1].port, 110);
+	assert_int_equal(f->cfg->listen[1].tls, TLS_STARTTLS);
+	assert_int_equal(f->cfg->listen[2].port, 995);
+	assert_int_equal(f->cfg->listen[2].tls, TLS_IMPLICIT);
+	assert_int_equal(f->cfg->listen[3].port, 995);
+	assert_int_equal(f->cfg->listen[3].tls, TLS_IMPLICIT);
 	assert_int_equal(f->cfg->plaintext, PLAINTEXT_TLS_ONLY);
+	assert_int_equal(f->cfg->nplaintext_trusted, 0);
+	assert_int_equal(f->cfg->tls.present, 1);
+	assert_string_equal(f->cfg->tls.certificate, "/etc/pop3d/cert.pem");
+	assert_string_equal(f->cfg->tls.key, "/etc/pop3d/key.pem");
+	assert_int_equal(f->cfg->tls.min_version, TLS1_2_VERSION);
+	assert_null(f->cfg->tls.ciphers);
+	assert_null(f->cfg->tls.ciphersuites);
+	assert_int_equal(f->cfg->tls.handshake_timeout, 30);
+	assert_int_equal(f->cfg->tls.nsni, 0);
+	assert_int_equal(f->cfg->policy.def.retention, RET_KEEP);
+	assert_int_equal(f->cfg->policy.def.keep_days, POLICY_UNSET);
+	assert_int_equal(f->cfg->policy.def.unread_days, 0);
+	assert_int_equal(f->cfg->policy.def.login_delay, 0);
+	assert_int_equal(f->cfg->policy.expire_interval, 3600);
+	assert_int_equal(f->cfg->policy.ndomains, 0);
+	assert_int_equal(f->cfg->policy.nusers, 0);
 	assert_int_equal(f->cfg->failure_delay_ms, 2000);
 	assert_int_equal(f->cfg->idle_timeout, 600);
 	assert_int_equal(f->cfg->max_connections, 10000);
@@ -333,13 +384,13 @@ test_unknown_settings(void **state)
 	struct fx *f = *state;
 
 	load(f,
-	    "listen = ( { address = \"127.0.0.1\"; port = 1110; tls = 1; } );\n"
+	    "listen = ( { address = \"127.0.0.1\"; port = 1110; ssl = 1; } );\n"
 	    "auth = { users_file = \"users\"; password = \"x\"; };\n"
 	    MAILDROP
 	    "limits = { idle = 5; };\n"
 	    "verbose = true;\n");
 	assert_int_equal(f->d.n, 4);
-	expect(f, "%s:1: listen[0].tls: unknown setting", f->path);
+	expect(f, "%s:1: listen[0].ssl: unknown setting", f->path);
 	expect(f, "%s:2: auth.password: unknown setting", f->path);
 	expect(f, "%s:4: limits.idle: unknown setting", f->path);
 	expect(f, "%s:5: verbose: unknown setting", f->path);
@@ -577,6 +628,573 @@ test_many_errors_together(void **state)
 	expect(f, "%s: maildrop: required setting is missing", f->path);
 }
 
+/* --- listen[].tls and the tls group ------------------------------------------ */
+
+static void
+test_tls_every_key(void **state)
+{
+	struct fx *f = *state;
+	char want[PATH_MAX];
+
+	load(f,
+	    "listen = (\n"
+	    "  { address = \"0.0.0.0\"; port = 110; tls = \"starttls\"; },\n"
+	    "  { address = \"0.0.0.0\"; port = 995; tls = \"implicit\"; },\n"
+	    "  { address = \"::1\"; port = 1110; tls = \"none\"; }\n"
+	    ");\n"
+	    AUTH MAILDROP
+	    "tls = {\n"                                          /* line 8 */
+	    "  certificate = \"certs/cert.pem\";\n"
+	    "  key = \"/etc/pop3d/key.pem\";\n"
+	    "  min_version = \"TLSv1.3\";\n"
+	    "  ciphers = \"ECDHE+AESGCM:!aNULL\";\n"
+	    "  ciphersuites = \"TLS_AES_256_GCM_SHA384\";\n"
+	    "  handshake_timeout = 600;\n"
+	    "  sni = (\n"
+	    "    { name = \"Mail.Example.NET\"; certificate = \"a.pem\"; key = \"/k/a.key\"; },\n"
+	    "    { name = \"*.example.org\"; certificate = \"/c/b.pem\"; key = \"b.key\"; }\n"
+	    "  );\n"
+	    "};\n");
+	expect_ok(f);
+	assert_int_equal(f->cfg->listen[0].tls, TLS_STARTTLS);
+	assert_int_equal(f->cfg->listen[1].tls, TLS_IMPLICIT);
+	assert_int_equal(f->cfg->listen[2].tls, TLS_NONE);
+	assert_int_equal(f->cfg->tls.present, 1);
+	assert_int_equal(f->cfg->tls.line, 8);
+	snprintf(want, sizeof(want), "%s/certs/cert.pem", f->real);
+	assert_string_equal(f->cfg->tls.certificate, want);
+	assert_string_equal(f->cfg->tls.key, "/etc/pop3d/key.pem");
+	assert_int_equal(f->cfg->tls.min_version, TLS1_3_VERSION);
+	assert_string_equal(f->cfg->tls.ciphers, "ECDHE+AESGCM:!aNULL");
+	assert_string_equal(f->cfg->tls.ciphersuites, "TLS_AES_256_GCM_SHA384");
+	assert_int_equal(f->cfg->tls.handshake_timeout, 600);
+	assert_int_equal(f->cfg->tls.nsni, 2);
+	assert_string_equal(f->cfg->tls.sni[0].name, "mail.example.net");   /* folded */
+	snprintf(want, sizeof(want), "%s/a.pem", f->real);
+	assert_string_equal(f->cfg->tls.sni[0].certificate, want);
+	assert_string_equal(f->cfg->tls.sni[0].key, "/k/a.key");
+	assert_int_equal(f->cfg->tls.sni[0].line, 16);
+	assert_string_equal(f->cfg->tls.sni[1].name, "*.example.org");
+	assert_string_equal(f->cfg->tls.sni[1].certificate, "/c/b.pem");
+	snprintf(want, sizeof(want), "%s/b.key", f->real);
+	assert_string_equal(f->cfg->tls.sni[1].key, want);
+	assert_int_equal(f->cfg->tls.sni[1].line, 17);
+}
+
+static void
+test_tls_minimal(void **state)
+{
+	struct fx *f = *state;
+
+	/* No TLS listener is fine: the group may be ready before the listeners. */
+	load(f, BASE "tls = { certificate = \"c\"; key = \"k\"; handshake_timeout = 1; sni = ( ); };\n");
+	expect_ok(f);
+	assert_int_equal(f->cfg->tls.present, 1);
+	assert_int_equal(f->cfg->tls.line, 4);
+	assert_int_equal(f->cfg->tls.min_version, TLS1_2_VERSION);
+	assert_null(f->cfg->tls.ciphers);
+	assert_null(f->cfg->tls.ciphersuites);
+	assert_int_equal(f->cfg->tls.handshake_timeout, 1);
+	assert_int_equal(f->cfg->tls.nsni, 0);
+}
+
+static void
+test_tls_listener_needs_group(void **state)
+{
+	struct fx *f = *state;
+	static const char listen[] =
+	    "listen = (\n"
+	    "  { address = \"::1\"; port = 110; tls = \"starttls\"; },\n"
+	    "  { address = \"::1\"; port = 143; tls = \"none\"; },\n"
+	    "  { address = \"::1\"; port = 995;\n"
+	    "    tls = \"implicit\"; }\n"
+	    ");\n";
+	char text[1024];
+
+	snprintf(text, sizeof(text), "%s%s%s", listen, AUTH, MAILDROP);
+	load(f, text);
+	assert_int_equal(f->d.n, 2);
+	expect(f, "%s:2: listen[0].tls: is \"starttls\", which needs the tls group "
+	    "(certificate and key)", f->path);
+	/* At the entry's line, not at the tls line inside it. */
+	expect(f, "%s:4: listen[2].tls: is \"implicit\", which needs the tls group "
+	    "(certificate and key)", f->path);
+
+	/* A tls group that is there but wrong is reported once, on its own. */
+	diag_free(&f->d);
+	snprintf(text, sizeof(text), "%s%s%stls = {\n  certificate = \"c\";\n};\n",
+	    listen, AUTH, MAILDROP);
+	load(f, text);
+	assert_int_equal(f->d.n, 1);
+	expect(f, "%s:9: tls.key: required setting is missing", f->path);
+
+	diag_free(&f->d);
+	snprintf(text, sizeof(text), "%s%s%stls = \"yes\";\n", listen, AUTH, MAILDROP);
+	load(f, text);
+	assert_int_equal(f->d.n, 1);
+	expect(f, "%s:9: tls: must be a group { ... }, not a string", f->path);
+
+	diag_free(&f->d);
+	load(f, "listen = ( { address = \"::1\"; port = 110; tls = \"STARTTLS\"; },\n"
+	    "  { address = \"::1\"; port = 111; tls = true; } );\n" AUTH MAILDROP);
+	assert_int_equal(f->d.n, 2);    /* and no "needs the tls group" */
+	expect(f, "%s:1: listen[0].tls: must be \"none\", \"starttls\" or \"implicit\"", f->path);
+	expect(f, "%s:2: listen[1].tls: must be a string, not a boolean", f->path);
+}
+
+static void
+test_tls_bad_values(void **state)
+{
+	struct fx *f = *state;
+
+	load(f, BASE
+	    "tls = {\n"                                 /* line 4 */
+	    "  min_version = \"TLSv1.1\";\n"
+	    "  ciphers = \"\";\n"
+	    "  ciphersuites = 13;\n"
+	    "  handshake_timeout = 0;\n"
+	    "  protocols = \"all\";\n"
+	    "  sni = { name = \"a\"; };\n"
+	    "};\n");
+	assert_int_equal(f->d.n, 8);
+	expect(f, "%s:5: tls.min_version: must be \"TLSv1.2\" or \"TLSv1.3\"", f->path);
+	expect(f, "%s:6: tls.ciphers: must not be empty", f->path);
+	expect(f, "%s:7: tls.ciphersuites: must be a string, not an integer", f->path);
+	expect(f, "%s:8: tls.handshake_timeout: must be between 1 and 600", f->path);
+	expect(f, "%s:9: tls.protocols: unknown setting", f->path);
+	expect(f, "%s:10: tls.sni: must be a list of groups ( { ... } ), not a group", f->path);
+	expect(f, "%s:4: tls.certificate: required setting is missing", f->path);
+	expect(f, "%s:4: tls.key: required setting is missing", f->path);
+
+	diag_free(&f->d);
+	load(f, BASE "tls = { certificate = \"c\"; key = \"\\x01\"; min_version = \"tlsv1.2\";\n"
+	    "  handshake_timeout = 601; };\n");
+	assert_int_equal(f->d.n, 3);
+	expect(f, "%s:4: tls.key: must not contain control characters", f->path);
+	expect(f, "%s:4: tls.min_version: must be \"TLSv1.2\" or \"TLSv1.3\"", f->path);
+	expect(f, "%s:5: tls.handshake_timeout: must be between 1 and 600", f->path);
+}
+
+static void
+test_tls_sni_entries(void **state)
+{
+	struct fx *f = *state;
+	static const char host[] =
+	    "must be a host name: letters, digits, '-' and '.', optionally after a leading \"*.\"";
+	static const char empty[] = "has an empty label (a leading, trailing or doubled '.')";
+
+	load(f, BASE
+	    "tls = {\n"
+	    "  certificate = \"c\"; key = \"k\";\n"
+	    "  sni = (\n"
+	    "    { name = \"mail.example.net\"; certificate = \"a\"; key = \"a\"; },\n"       /* 7 */
+	    "    { name = \"MAIL.example.net\"; certificate = \"b\"; key = \"b\"; },\n"
+	    "    { name = \"pop.example.net\"; key = \"c\"; },\n"
+	    "    { name = \"*.example.net\"; certificate = \"d\"; key = \"d\"; port = 1; },\n" /* 10 */
+	    "    { name = \"a.*.example.net\"; certificate = \"e\"; key = \"e\"; },\n"
+	    "    { name = \"-a.example.net\"; certificate = \"e\"; key = \"e\"; },\n"
+	    "    { name = \"a..example.net\"; certificate = \"e\"; key = \"e\"; },\n"
+	    "    { name = \"example.net.\"; certificate = \"e\"; key = \"e\"; },\n"
+	    "    { name = \"mail_1.example.net\"; certificate = \"e\"; key = \"e\"; },\n"    /* 15 */
+	    "    \"x\",\n"
+	    "    { name = \"*.EXAMPLE.net\"; certificate = \"f\"; key = \"f\"; },\n"
+	    "    { name = \"*\"; certificate = \"f\"; key = \"f\"; },\n"
+	    "    { name = \"*.\"; certificate = \"f\"; key = \"f\"; }\n"
+	    "  );\n"
+	    "};\n");
+	assert_int_equal(f->d.n, 12);
+	expect(f, "%s:8: tls.sni[1].name: \"MAIL.example.net\" is already in tls.sni[0] (line 7)",
+	    f->path);
+	expect(f, "%s:9: tls.sni[2].certificate: required setting is missing", f->path);
+	expect(f, "%s:10: tls.sni[3].port: unknown setting", f->path);
+	expect(f, "%s:11: tls.sni[4].name: %s", f->path, host);
+	expect(f, "%s:12: tls.sni[5].name: has a label that starts or ends with '-'", f->path);
+	expect(f, "%s:13: tls.sni[6].name: %s", f->path, empty);
+	expect(f, "%s:14: tls.sni[7].name: %s", f->path, empty);
+	expect(f, "%s:15: tls.sni[8].name: %s", f->path, host);
+	expect(f, "%s:16: tls.sni[9]: must be a group { ... }, not a string", f->path);
+	/* Still compared although its first spelling had another problem. */
+	expect(f, "%s:17: tls.sni[10].name: \"*.EXAMPLE.net\" is already in tls.sni[3] (line 10)",
+	    f->path);
+	expect(f, "%s:18: tls.sni[11].name: %s", f->path, host);
+	expect(f, "%s:19: tls.sni[12].name: %s", f->path, empty);
+}
+
+/* --- auth.plaintext_trusted --------------------------------------------------- */
+
+static void
+test_trusted_good(void **state)
+{
+	struct fx *f = *state;
+	const struct cidr *t;
+	static const uint8_t v6one[16] = { [15] = 1 };
+	static const uint8_t db8[16] = { 0x20, 0x01, 0x0d, 0xb8 };
+	static const uint8_t fe80[16] = { 0xfe, 0x80 };
+	static const uint8_t zero[16];
+
+	load(f, LISTEN
+	    "auth = {\n"
+	    "  users_file = \"users\";\n"
+	    "  plaintext_trusted = ( \"127.0.0.0/8\", \"::1\", \"10.1.2.3\", \"2001:db8::/32\",\n"
+	    "    \"0.0.0.0/0\", \"::/0\", \"192.0.2.1/32\", \"fe80::/10\", \"::ffff:10.0.0.0/104\" );\n"
+	    "};\n" MAILDROP);
+	expect_ok(f);
+	assert_int_equal(f->cfg->nplaintext_trusted, 9);
+	t = f->cfg->plaintext_trusted;
+	assert_int_equal(t[0].family, AF_INET);
+	assert_memory_equal(t[0].addr, "\x7f\0\0\0", 4);
+	assert_int_equal(t[0].prefix, 8);
+	assert_int_equal(t[1].family, AF_INET6);
+	assert_memory_equal(t[1].addr, v6one, 16);
+	assert_int_equal(t[1].prefix, 128);                 /* bare: one address */
+	assert_int_equal(t[2].family, AF_INET);
+	assert_memory_equal(t[2].addr, "\x0a\x01\x02\x03", 4);
+	assert_int_equal(t[2].prefix, 32);
+	assert_int_equal(t[3].family, AF_INET6);
+	assert_memory_equal(t[3].addr, db8, 16);
+	assert_int_equal(t[3].prefix, 32);
+	assert_int_equal(t[4].family, AF_INET);
+	assert_memory_equal(t[4].addr, zero, 4);
+	assert_int_equal(t[4].prefix, 0);
+	assert_int_equal(t[5].family, AF_INET6);
+	assert_memory_equal(t[5].addr, zero, 16);
+	assert_int_equal(t[5].prefix, 0);
+	assert_int_equal(t[6].prefix, 32);
+	assert_memory_equal(t[7].addr, fe80, 16);
+	assert_int_equal(t[7].prefix, 10);
+	assert_int_equal(t[8].family, AF_INET6);            /* kept as written */
+	assert_int_equal(t[8].prefix, 104);
+
+	/* A libconfig array is a list of strings too; an empty list is the default. */
+	config_free(f->cfg);
+	f->cfg = NULL;
+	load(f, LISTEN "auth = { users_file = \"u\"; plaintext_trusted = [ \"192.0.2.0/24\" ]; };\n"
+	    MAILDROP);
+	expect_ok(f);
+	assert_int_equal(f->cfg->nplaintext_trusted, 1);
+	assert_memory_equal(f->cfg->plaintext_trusted[0].addr, "\xc0\x00\x02\x00", 4);
+	assert_int_equal(f->cfg->plaintext_trusted[0].prefix, 24);
+
+	config_free(f->cfg);
+	f->cfg = NULL;
+	load(f, LISTEN "auth = { users_file = \"u\"; plaintext_trusted = ( ); };\n" MAILDROP);
+	expect_ok(f);
+	assert_int_equal(f->cfg->nplaintext_trusted, 0);
+}
+
+static void
+test_trusted_bad(void **state)
+{
+	struct fx *f = *state;
+	static const char addr[] =
+	    "must be an IPv4 or IPv6 address, optionally with /prefix (no names)";
+	static const char p32[] = "the prefix after / must be a number from 0 to 32";
+
+	load(f, LISTEN
+	    "auth = {\n"
+	    "  users_file = \"users\";\n"
+	    "  plaintext_trusted = (\n"
+	    "    \"10.1.2.3/8\",\n"                     /* line 5 */
+	    "    \"10.0.0.0/33\",\n"
+	    "    \"::1/129\",\n"
+	    "    \"2001:db8::1/32\",\n"
+	    "    \"10.0.0.0/\",\n"
+	    "    \"10.0.0.0/+8\",\n"                    /* line 10 */
+	    "    \"10.0.0.0/8 \",\n"
+	    "    \"localhost\",\n"
+	    "    \"[::1]\",\n"
+	    "    \"10.0.0.0/0008\",\n"
+	    "    \"\",\n"                               /* line 15 */
+	    "    127,\n"
+	    "    \"10.0.0.0/8/8\",\n"
+	    "    \"192.168.1.0/23\" );\n"
+	    "};\n" MAILDROP);
+	assert_int_equal(f->d.n, 14);
+	expect(f, "%s:5: auth.plaintext_trusted[0]: has address bits set beyond the /8 prefix "
+	    "(the block is 10.0.0.0/8)", f->path);
+	expect(f, "%s:6: auth.plaintext_trusted[1]: %s", f->path, p32);
+	expect(f, "%s:7: auth.plaintext_trusted[2]: the prefix after / must be a number "
+	    "from 0 to 128", f->path);
+	expect(f, "%s:8: auth.plaintext_trusted[3]: has address bits set beyond the /32 prefix "
+	    "(the block is 2001:db8::/32)", f->path);
+	expect(f, "%s:9: auth.plaintext_trusted[4]: %s", f->path, p32);
+	expect(f, "%s:10: auth.plaintext_trusted[5]: %s", f->path, p32);
+	expect(f, "%s:11: auth.plaintext_trusted[6]: %s", f->path, p32);
+	expect(f, "%s:12: auth.plaintext_trusted[7]: %s", f->path, addr);
+	expect(f, "%s:13: auth.plaintext_trusted[8]: %s", f->path, addr);
+	expect(f, "%s:14: auth.plaintext_trusted[9]: %s", f->path, p32);
+	expect(f, "%s:15: auth.plaintext_trusted[10]: must not be empty", f->path);
+	expect(f, "%s:16: auth.plaintext_trusted[11]: must be a string, not an integer", f->path);
+	expect(f, "%s:17: auth.plaintext_trusted[12]: %s", f->path, p32);
+	expect(f, "%s:18: auth.plaintext_trusted[13]: has address bits set beyond the /23 prefix "
+	    "(the block is 192.168.0.0/23)", f->path);
+
+	diag_free(&f->d);
+	load(f, LISTEN "auth = { users_file = \"u\"; plaintext_trusted = \"127.0.0.1\"; };\n"
+	    MAILDROP);
+	assert_int_equal(f->d.n, 1);
+	expect(f, "%s:2: auth.plaintext_trusted: must be a list of strings ( \"...\", ... ), "
+	    "not a string", f->path);
+
+	diag_free(&f->d);
+	load(f, LISTEN "auth = { users_file = \"u\";\n"
+	    "  plaintext_trusted = ( \"::1\", { address = \"::1\"; } ); };\n" MAILDROP);
+	assert_int_equal(f->d.n, 1);
+	expect(f, "%s:3: auth.plaintext_trusted[1]: must be a string, not a group", f->path);
+}
+
+/* --- policy -------------------------------------------------------------------- */
+
+static void
+test_policy_every_key(void **state)
+{
+	struct fx *f = *state;
+	const struct policy_cfg *p;
+
+	load(f, BASE
+	    "policy = {\n"                                          /* line 4 */
+	    "  retention = \"keep\";\n"
+	    "  keep_days = 36500;\n"
+	    "  unread_days = 36500;\n"
+	    "  login_delay = 86400;\n"
+	    "  expire_interval = 604800;\n"
+	    "  domains = (\n"
+	    "    { domain = \"Example.NET\"; retention = \"delete\"; },\n"      /* line 11 */
+	    "    { domain = \"example.com\"; keep_days = 0; unread_days = 0; login_delay = 0; }\n"
+	    "  );\n"
+	    "  users = (\n"
+	    "    { user = \"bob@example.org\"; retention = \"keep\"; keep_days = 7; login_delay = 300; },\n"
+	    "    { user = \"Bob@example.org\"; },\n"                /* exact: not a duplicate */
+	    "    { user = \"alice\";\n"                             /* line 17 */
+	    "      retention = \"delete\"; unread_days = 14; }\n"
+	    "  );\n"
+	    "};\n");
+	expect_ok(f);
+	p = &f->cfg->policy;
+	assert_null(p->def.match);
+	assert_int_equal(p->def.line, 4);
+	assert_int_equal(p->def.retention, RET_KEEP);
+	assert_int_equal(p->def.keep_days, 36500);
+	assert_int_equal(p->def.unread_days, 36500);
+	assert_int_equal(p->def.login_delay, 86400);
+	assert_int_equal(p->expire_interval, 604800);
+
+	assert_int_equal(p->ndomains, 2);
+	assert_string_equal(p->domains[0].match, "example.net");    /* folded */
+	assert_int_equal(p->domains[0].line, 11);
+	assert_int_equal(p->domains[0].retention, RET_DELETE);
+	assert_int_equal(p->domains[0].keep_days, POLICY_UNSET);
+	assert_int_equal(p->domains[0].unread_days, POLICY_UNSET);
+	assert_int_equal(p->domains[0].login_delay, POLICY_UNSET);
+	assert_string_equal(p->domains[1].match, "example.com");
+	assert_int_equal(p->domains[1].line, 12);
+	assert_int_equal(p->domains[1].retention, RET_UNSET);
+	assert_int_equal(p->domains[1].keep_days, 0);
+	assert_int_equal(p->domains[1].unread_days, 0);
+	assert_int_equal(p->domains[1].login_delay, 0);
+
+	assert_int_equal(p->nusers, 3);
+	assert_string_equal(p->users[0].match, "bob@example.org");
+	assert_int_equal(p->users[0].line, 15);
+	assert_int_equal(p->users[0].retention, RET_KEEP);
+	assert_int_equal(p->users[0].keep_days, 7);
+	assert_int_equal(p->users[0].unread_days, POLICY_UNSET);
+	assert_int_equal(p->users[0].login_delay, 300);
+	assert_string_equal(p->users[1].match, "Bob@example.org");  /* as written */
+	assert_int_equal(p->users[1].line, 16);
+	assert_int_equal(p->users[1].retention, RET_UNSET);
+	assert_int_equal(p->users[1].keep_days, POLICY_UNSET);
+	assert_int_equal(p->users[1].unread_days, POLICY_UNSET);
+	assert_int_equal(p->users[1].login_delay, POLICY_UNSET);
+	assert_string_equal(p->users[2].match, "alice");
+	assert_int_equal(p->users[2].line, 17);
+	assert_int_equal(p->users[2].retention, RET_DELETE);
+	assert_int_equal(p->users[2].keep_days, POLICY_UNSET);
+	assert_int_equal(p->users[2].unread_days, 14);
+	assert_int_equal(p->users[2].login_delay, POLICY_UNSET);
+}
+
+static void
+test_policy_group_defaults(void **state)
+{
+	struct fx *f = *state;
+	const struct policy_cfg *p;
+
+	load(f, BASE "\npolicy = { };\n");
+	expect_ok(f);
+	p = &f->cfg->policy;
+	assert_int_equal(p->def.line, 5);
+	assert_null(p->def.match);
+	assert_int_equal(p->def.retention, RET_KEEP);
+	assert_int_equal(p->def.keep_days, POLICY_UNSET);
+	assert_int_equal(p->def.unread_days, 0);
+	assert_int_equal(p->def.login_delay, 0);
+	assert_int_equal(p->expire_interval, 3600);
+	assert_int_equal(p->ndomains, 0);
+	assert_int_equal(p->nusers, 0);
+
+	/* Lower boundaries; delete without keep_days; empty lists. */
+	config_free(f->cfg);
+	f->cfg = NULL;
+	load(f, BASE "policy = { retention = \"delete\"; unread_days = 0; login_delay = 0;\n"
+	    "  expire_interval = 60; domains = ( ); users = ( ); };\n");
+	expect_ok(f);
+	p = &f->cfg->policy;
+	assert_int_equal(p->def.retention, RET_DELETE);
+	assert_int_equal(p->def.keep_days, POLICY_UNSET);
+	assert_int_equal(p->expire_interval, 60);
+	assert_int_equal(p->ndomains, 0);
+	assert_int_equal(p->nusers, 0);
+}
+
+static void
+test_policy_bad(void **state)
+{
+	struct fx *f = *state;
+
+	load(f, BASE
+	    "policy = {\n"
+	    "  retention = \"remove\";\n"                                   /* line 5 */
+	    "  keep_days = 36501;\n"
+	    "  unread_days = -1;\n"
+	    "  login_delay = 86401;\n"
+	    "  expire_interval = 59;\n"
+	    "  mode = 1;\n"                                                 /* line 10 */
+	    "  domains = (\n"
+	    "    { retention = \"keep\"; },\n"
+	    "    { domain = \"*.example.net\"; },\n"
+	    "    { domain = \"example.net\"; expire_interval = 60; },\n"
+	    "    { domain = \"EXAMPLE.net\"; keep_days = \"7\"; },\n"        /* line 15 */
+	    "    { domain = \"example.org\"; retention = \"delete\"; keep_days = 7; }\n"
+	    "  );\n"
+	    "  users = (\n"
+	    "    { user = \"bob\"; unread_days = 36501; },\n"
+	    "    { user = \"bob\"; login_delay = -5; },\n"                  /* line 20 */
+	    "    { user = \"a\\tb\"; },\n"
+	    "    { user = \"\"; },\n"
+	    "    { name = \"carol\"; }\n"
+	    "  );\n"
+	    "};\n");
+	assert_int_equal(f->d.n, 19);
+	expect(f, "%s:5: policy.retention: must be \"keep\" or \"delete\"", f->path);
+	expect(f, "%s:6: policy.keep_days: must be between 0 and 36500", f->path);
+	expect(f, "%s:7: policy.unread_days: must be between 0 and 36500", f->path);
+	expect(f, "%s:8: policy.login_delay: must be between 0 and 86400", f->path);
+	expect(f, "%s:9: policy.expire_interval: must be between 60 and 604800", f->path);
+	expect(f, "%s:10: policy.mode: unknown setting", f->path);
+	expect(f, "%s:12: policy.domains[0].domain: required setting is missing", f->path);
+	expect(f, "%s:13: policy.domains[1].domain: must be a domain name: letters, digits, "
+	    "'-' and '.'", f->path);
+	/* expire_interval belongs to the top level only. */
+	expect(f, "%s:14: policy.domains[2].expire_interval: unknown setting", f->path);
+	expect(f, "%s:15: policy.domains[3].keep_days: must be an integer, not a string", f->path);
+	expect(f, "%s:15: policy.domains[3].domain: \"EXAMPLE.net\" is already in "
+	    "policy.domains[2] (line 14)", f->path);
+	expect(f, "%s:16: policy.domains[4]: keep_days has no effect with retention = \"delete\"",
+	    f->path);
+	expect(f, "%s:19: policy.users[0].unread_days: must be between 0 and 36500", f->path);
+	expect(f, "%s:20: policy.users[1].login_delay: must be between 0 and 86400", f->path);
+	expect(f, "%s:20: policy.users[1].user: \"bob\" is already in policy.users[0] (line 19)",
+	    f->path);
+	expect(f, "%s:21: policy.users[2].user: must not contain control characters", f->path);
+	expect(f, "%s:22: policy.users[3].user: must not be empty", f->path);
+	expect(f, "%s:23: policy.users[4].name: unknown setting", f->path);
+	expect(f, "%s:23: policy.users[4].user: required setting is missing", f->path);
+
+	diag_free(&f->d);
+	load(f, BASE "policy = ( );\n");
+	assert_int_equal(f->d.n, 1);
+	expect(f, "%s:4: policy: must be a group { ... }, not a list", f->path);
+
+	diag_free(&f->d);
+	load(f, BASE "policy = { domains = { domain = \"a\"; }; users = [ \"bob\" ]; };\n");
+	assert_int_equal(f->d.n, 2);
+	expect(f, "%s:4: policy.domains: must be a list of groups ( { ... } ), not a group",
+	    f->path);
+	expect(f, "%s:4: policy.users: must be a list of groups ( { ... } ), not an array",
+	    f->path);
+}
+
+static void
+test_policy_keep_days_with_delete(void **state)
+{
+	struct fx *f = *state;
+
+	load(f, BASE
+	    "policy = {\n"
+	    "  retention = \"delete\";\n"
+	    "  keep_days = 30;\n"                                           /* line 6 */
+	    "  domains = ( { domain = \"example.net\"; retention = \"keep\"; keep_days = 3; } );\n"
+	    /* Not in the same entry: retention comes from the defaults. */
+	    "  users = ( { user = \"bob\"; keep_days = 3; } );\n"
+	    "};\n");
+	assert_int_equal(f->d.n, 1);
+	expect(f, "%s:6: policy: keep_days has no effect with retention = \"delete\"", f->path);
+
+	diag_free(&f->d);
+	load(f, BASE "policy = {\n  users = (\n    { user = \"bob\";\n      keep_days = 0;\n"
+	    "      retention = \"delete\"; } ); };\n");
+	assert_int_equal(f->d.n, 1);
+	expect(f, "%s:7: policy.users[0]: keep_days has no effect with retention = \"delete\"",
+	    f->path);
+}
+
+/* Boundary pairs: a label of 63 / 64 octets, a name of 253 / 254, a user of 255 / 256. */
+static void
+test_policy_name_lengths(void **state)
+{
+	struct fx *f = *state;
+	char l63[64], l64[65], n253[254], n254[255], u255[256], u256[257];
+	char *text;
+	size_t len = 8192;
+
+	memset(l63, 'a', 63);
+	l63[63] = '\0';
+	memset(l64, 'b', 64);
+	l64[64] = '\0';
+	snprintf(n253, sizeof(n253), "%s.%s.%s.%.61s", l63, l63, l63, l63);
+	snprintf(n254, sizeof(n254), "%s.%s.%s.%.62s", l63, l63, l63, l63);
+	assert_int_equal(strlen(n253), 253);
+	assert_int_equal(strlen(n254), 254);
+	memset(u255, 'u', 255);
+	u255[255] = '\0';
+	memset(u256, 'v', 256);
+	u256[256] = '\0';
+
+	text = malloc(len);
+	assert_non_null(text);
+	snprintf(text, len, "%s"          /* BASE holds '%' */
+	    "policy = {\n"
+	    "  domains = (\n"
+	    "    { domain = \"%s.net\"; },\n"       /* line 6 */
+	    "    { domain = \"%s\"; }\n"
+	    "  );\n"
+	    "  users = ( { user = \"%s\"; } );\n"
+	    "};\n", BASE, l63, n253, u255);
+	load(f, text);
+	expect_ok(f);
+	assert_int_equal(strlen(f->cfg->policy.domains[0].match), 67);
+	assert_string_equal(f->cfg->policy.domains[1].match, n253);
+	assert_string_equal(f->cfg->policy.users[0].match, u255);
+	config_free(f->cfg);
+	f->cfg = NULL;
+
+	snprintf(text, len, "%s"          /* BASE holds '%' */
+	    "policy = {\n"
+	    "  domains = (\n"
+	    "    { domain = \"%s.net\"; },\n"
+	    "    { domain = \"%s\"; }\n"
+	    "  );\n"
+	    "  users = ( { user = \"%s\"; } );\n"
+	    "};\n", BASE, l64, n254, u256);
+	load(f, text);
+	free(text);
+	assert_int_equal(f->d.n, 3);
+	expect(f, "%s:6: policy.domains[0].domain: has a label longer than 63 octets", f->path);
+	expect(f, "%s:7: policy.domains[1].domain: is longer than 253 octets", f->path);
+	expect(f, "%s:9: policy.users[0].user: must be at most 255 octets", f->path);
+}
+
 int
 main(void)
 {
@@ -602,6 +1220,18 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_duplicate_listeners, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_control_characters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_errors_together, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_every_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_minimal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_listener_needs_group, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_bad_values, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_sni_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_trusted_good, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_trusted_bad, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_policy_every_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_policy_group_defaults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_policy_bad, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_policy_keep_days_with_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_policy_name_lengths, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

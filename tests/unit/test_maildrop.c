@@ -1,5 +1,6 @@
 /*
- * test_maildrop: maildrop/ (maildir.c, cache.c, update.c) through maildrop.h,
+ * test_maildrop: maildrop/ (maildir.c, cache.c, update.c) through maildrop.h
+ * (the download state, state.c, has its own test_state.c),
  * each test in its own mkdtemp folder. Tests run as root, so nothing here
  * relies on permissions to prove a file was not read.
  */
@@ -1050,6 +1051,67 @@ test_update_failure(void **state)
 	assert_true(exists(f, "cur/Z:2,S"));
 }
 
+/* ---- sweep open ---- */
+
+static void
+test_open_sweep(void **state)
+{
+	struct fx *f = *state;
+	struct maildrop *md = NULL, *held = NULL;
+	char err[256], p[PATH_MAX];
+
+	/* A missing maildir: an empty maildrop, and nothing is created. */
+	assert_int_equal(maildrop_open_sweep(f->root, &md, err, sizeof err), MD_OK);
+	assert_non_null(md);
+	assert_int_equal(md->n, 0);
+	assert_int_equal(md->sweep, 1);
+	assert_int_equal(md->state_ok, 1);
+	maildrop_close(md);
+	assert_false(exists(f, ""));
+
+	/* Without new/ and tmp/: cur/ is listed, and no folder is made. */
+	assert_int_equal(mkdir(f->root, 0700), 0);
+	pathf(p, sizeof p, f, "cur");
+	assert_int_equal(mkdir(p, 0700), 0);
+	puts_(f, "cur/A:2,S", "a\nb\n", 1000);       /* 4 octets, CRLF size 6 */
+	md = NULL;
+	assert_int_equal(maildrop_open_sweep(f->root, &md, err, sizeof err), MD_OK);
+	assert_int_equal(md->n, 1);
+	assert_int_equal(md->msgs[0].mtime, 1000);
+	assert_int_equal(md->msgs[0].disk_size, 4);
+	assert_int_equal(md->msgs[0].size, 4);       /* not read: the disk size */
+	maildrop_close(md);
+	assert_false(exists(f, "new"));
+	assert_false(exists(f, "tmp"));
+	assert_false(exists(f, "pop3d.cache"));      /* never writes the cache */
+
+	/* With the cache a session wrote, the CRLF size. */
+	held = open_ok(f);
+	assert_true(exists(f, "pop3d.cache"));
+	/* Held by a session: in use, without waiting. */
+	md = NULL;
+	assert_int_equal(maildrop_open_sweep(f->root, &md, err, sizeof err), MD_INUSE);
+	assert_null(md);
+	maildrop_close(held);
+	assert_int_equal(maildrop_open_sweep(f->root, &md, err, sizeof err), MD_OK);
+	assert_int_equal(md->msgs[0].size, 6);
+	/* And a sweep holds off a session. */
+	assert_int_equal(maildrop_open(f->root, &held, err, sizeof err), MD_INUSE);
+	maildrop_close(md);
+
+	/* The root is a file: permanent failure. */
+	snprintf(f->root, sizeof f->root, "%s/file", f->dir);
+	{
+		int fd = open(f->root, O_WRONLY | O_CREAT | O_EXCL, 0600);
+
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	md = NULL;
+	assert_int_equal(maildrop_open_sweep(f->root, &md, err, sizeof err), MD_PERM);
+	assert_null(md);
+}
+
 /* ---- templates ---- */
 
 static void
@@ -1145,6 +1207,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_update_refuses_without_quit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_sweep, setup, teardown),
 		cmocka_unit_test(test_expand),
 		cmocka_unit_test(test_template_check),
 	};
