@@ -20,10 +20,10 @@
 #include <unistd.h>
 
 /*
- * Checked instead of a real hash when the user is unknown (or has a {PLAIN} or
- * {SCRAM-SHA-256} secret), so every check costs one yescrypt at auth_hash_password's default
- * cost. The password behind it was random and thrown away; the result is
- * never accepted anyway.
+ * Checked instead of a real hash when the user is unknown (or has a {PLAIN}
+ * or {SCRAM-SHA-256} secret), so every check costs one yescrypt at
+ * auth_hash_password's default cost. The password behind it was random and
+ * thrown away; the result is never accepted anyway.
  */
 static const char DUMMY_HASH[] =
 	"$y$j9T$tAeWTxTKSzOidUoQWJO0D.$UaZvvlPsxkiaTvRUcnkfCEb0ZRhVDefAPObywyzP0AC";
@@ -121,14 +121,22 @@ struct sha256 {
 };
 
 static const uint32_t SHA256_K[64] = {
-	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-	0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-	0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-	0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-	0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-	0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-	0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-	0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5,
+	0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+	0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
+	0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+	0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
+	0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+	0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+	0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+	0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+	0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+	0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3,
+	0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+	0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5,
+	0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+	0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+	0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
 
 static uint32_t ror32(uint32_t x, unsigned n)
@@ -557,7 +565,8 @@ static int scram_parse(struct slice secret, struct scram_cred *out, char *why, s
 		c = comma + 1;
 	}
 	if (nf != 4 || f[3].p + f[3].n != secret.p + secret.n) {
-		snprintf(why, whylen, "{SCRAM-SHA-256} secret is not iterations,salt,StoredKey,ServerKey");
+		snprintf(why, whylen,
+		         "{SCRAM-SHA-256} secret is not iterations,salt,StoredKey,ServerKey");
 		return -1;
 	}
 	if (parse_u32(f[0].p, f[0].n, &out->iter) < 0 || out->iter < SCRAM_ITER_MIN ||
@@ -825,15 +834,16 @@ int users_scram(const struct users *u, const char *name, size_t n, struct scram_
 {
 	const struct user *usr = users_find(u, name, n);
 
-	if (usr != NULL && usr->scram != NULL) {
-		*out = *usr->scram;
-		return 1;
-	}
+	/* The fake salt is computed for every name, so a real one costs the same. */
 	memset(out, 0, sizeof(*out));
 	out->iter = u != NULL ? u->scram_iter : SCRAM_ITER_DEFAULT;
 	out->salt_len = SCRAM_SALT_LEN;
 	if (u != NULL && name != NULL)
 		fake_salt(u, name, n, out->salt);
+	if (usr != NULL && usr->scram != NULL) {
+		*out = *usr->scram;
+		return 1;
+	}
 	return 0;
 }
 

@@ -613,10 +613,8 @@ cmd_auth(struct session *s, const struct p3_args *a)
 	if (a->n == 2) {   /* initial response (RFC 5034 §4); "=" is an empty one */
 		sasl_feed(s, a->v[1].p, a->v[1].n);
 		wipe_arg(s, a->v[1]);
-	} else if (m == SASL_LOGIN) {
-		session_replyf(s, "+ VXNlcm5hbWU6");   /* "Username:" */
 	} else {
-		session_write(s, "+ \r\n", 4);
+		sasl_feed(s, NULL, 0);   /* the mechanism's first challenge */
 	}
 	return s->busy ? P3_BUSY : P3_OK;
 }

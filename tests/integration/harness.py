@@ -496,7 +496,8 @@ class Client:
         return st
 
     def wait_closed(self, timeout=None):
-        """Read until the server closes; return what arrived meanwhile. Raises on timeout."""
+        """Read until the server closes; return what arrived meanwhile, and close our side (the
+        server may linger after QUIT until the client closes). Raises on timeout."""
         deadline = time.monotonic() + (timeout or self.timeout)
         while True:
             try:
@@ -504,6 +505,7 @@ class Client:
             except Closed:
                 data = bytes(self.buf)
                 self.buf.clear()
+                self.close()
                 return data
 
     def quit(self):

@@ -195,12 +195,26 @@ class CryptUserTest(Pop3TestCase):
     def test_apop_refused_for_crypt_user(self):
         # SHA-512 crypt of "pw" with a fixed salt; any crypt(3) string is a valid users-file secret
         h = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/"
-        d = self.daemon(users={"eve": h}, failure_delay=0.1)
+        # alice has a {PLAIN} secret, so the greeting carries an APOP timestamp
+        d = self.daemon(users={"eve": h, "alice": "{PLAIN}alice-pw"}, failure_delay=0.1)
         make_maildir(d.maildir("eve"))
         c = self.connect(d)
         digest = hashlib.md5(apop_timestamp(c.greeting) + b"pw").hexdigest()
         self.assertTrue(c.cmd("APOP eve " + digest).startswith(b"-ERR"))
         c.login("eve", "pw")     # the crypt secret itself works with USER/PASS
+        c.quit()
+
+
+    def test_apop_with_only_crypt_users(self):
+        """With no {PLAIN} user the server may leave the APOP timestamp out; APOP fails."""
+        h = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/"
+        d = self.daemon(users={"eve": h}, failure_delay=0.1)
+        make_maildir(d.maildir("eve"))
+        c = self.connect(d)
+        self.assertOK(c.greeting)
+        ts = apop_timestamp(c.greeting) or b"<none@x>"
+        self.assertERR(c.cmd("APOP eve " + hashlib.md5(ts + b"pw").hexdigest()))
+        c.login("eve", "pw")
         c.quit()
 
 
