@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -35,11 +36,12 @@ SAN_ENV = {
 
 CMOCKA_PASSED = re.compile(r"^\[  PASSED  \] (\d+) test\(s\)\.", re.M)
 CMOCKA_FAILED = re.compile(r"^\[  FAILED  \] (\d+) test\(s\)", re.M)
+CMOCKA_SKIPPED = re.compile(r"^\[  SKIPPED \] (\d+) test\(s\)", re.M)
 CMOCKA_RUNNING = re.compile(r"^\[==========\] Running (\d+) test\(s\)\.", re.M)
 
 
 def run_unit(path, env):
-    """Run one cmocka binary; return (passed, failed, output)."""
+    """Run one cmocka binary; return (passed, failed, skipped, output)."""
     try:
         r = subprocess.run([path], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=UNIT_TIMEOUT, env=env, cwd=REPO)
@@ -50,23 +52,39 @@ def run_unit(path, env):
             path, UNIT_TIMEOUT)
         rc = None
     except OSError as e:
-        return 0, 1, "%s: cannot run: %s\n" % (path, e)
+        return 0, 1, 0, "%s: cannot run: %s\n" % (path, e)
     passed = sum(int(n) for n in CMOCKA_PASSED.findall(out))
     failed = sum(int(n) for n in CMOCKA_FAILED.findall(out))
+    skipped = sum(int(n) for n in CMOCKA_SKIPPED.findall(out))
     running = sum(int(n) for n in CMOCKA_RUNNING.findall(out))
     # A crash or timeout mid-group leaves cases that neither passed nor failed: count them failed,
     # and count at least one failure for any abnormal exit.
-    unaccounted = running - passed - failed
+    unaccounted = running - passed - failed - skipped
     if rc != 0 and failed == 0:
         failed = max(1, unaccounted)
         out += "\n%s: exit status %s%s\n" % (
             path, rc, " (signal %d)" % -rc if rc is not None and rc < 0 else "")
     elif unaccounted > 0:
         failed += unaccounted
-    if rc == 0 and passed == 0 and failed == 0:
+    if rc == 0 and passed == 0 and failed == 0 and skipped == 0:
         out += "\n%s: no cmocka summary found\n" % path
         failed = 1
-    return passed, failed, out
+    return passed, failed, skipped, out
+
+
+def make_unit_corpus(tmp):
+    """Write the shared corpus (REPO/../shared/corpus) into tmp/Maildir for the unit tests;
+    returns the maildir, or None when the corpus script is not there."""
+    script = os.path.join(os.path.dirname(REPO), "shared", "corpus", "make_corpus.py")
+    if not os.path.exists(script):
+        print("note: %s not found: unit tests run without POP3D_CORPUS" % script)
+        return None
+    maildir = os.path.join(tmp, "Maildir")
+    r = subprocess.run([sys.executable, script, maildir], capture_output=True, timeout=60)
+    if r.returncode != 0:
+        print("note: make_corpus.py failed: %s" % r.stderr.decode(errors="replace"))
+        return None
+    return maildir
 
 
 def run_module_inprocess(path):
@@ -140,13 +158,20 @@ def main():
     total_pass = total_fail = total_skip = 0
     t_start = time.monotonic()
 
-    for path in args.units:
-        print("=== unit %s" % path, flush=True)
-        p, f, out = run_unit(os.path.abspath(path), env)
-        sys.stdout.write(out)
-        print("--- %s: %d passed, %d failed" % (os.path.basename(path), p, f), flush=True)
-        total_pass += p
-        total_fail += f
+    with tempfile.TemporaryDirectory(prefix="pop3d-unit-") as tmp:
+        unit_env = dict(env)
+        corpus = make_unit_corpus(tmp)
+        if corpus:
+            unit_env["POP3D_CORPUS"] = corpus   # read by the unit tests that check the corpus
+        for path in args.units:
+            print("=== unit %s" % path, flush=True)
+            p, f, s, out = run_unit(os.path.abspath(path), unit_env)
+            sys.stdout.write(out)
+            print("--- %s: %d passed, %d failed%s" % (os.path.basename(path), p, f,
+                                                     ", %d skipped" % s if s else ""), flush=True)
+            total_pass += p
+            total_fail += f
+            total_skip += s
 
     if not os.access(env["POP3D"], os.X_OK):
         print("warning: %s is missing: every integration test will fail" % env["POP3D"])
