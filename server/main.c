@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -290,6 +291,25 @@ on_stop(uv_signal_t *sig, int signum)
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 }
 
+/*
+ * Each session holds a socket, and a RETR a file, so the usual soft limit of
+ * 1024 descriptors would cap us near 500 sessions: raise it to the hard limit.
+ */
+static void
+raise_fd_limit(const struct config *cfg)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)cfg->max_connections * 2 + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
+		log_msg(LOG_WARN, "open files limit is %llu; max_connections=%u needs about %llu",
+		        (unsigned long long)rl.rlim_cur, cfg->max_connections,
+		        (unsigned long long)want);
+}
+
 /* The APOP timestamp takes the host name; keep it printable and bracket-free. */
 static void
 hostname_init(struct daemon *d)
@@ -334,6 +354,7 @@ run(const char *path)
 	/* Password hashes and maildir scans share the pool; give it room. */
 	setenv("UV_THREADPOOL_SIZE", "16", 0);
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit(d.cfg);
 	d.loop = uv_default_loop();
 	d.loop->data = &d;
 	hostname_init(&d);

@@ -17,7 +17,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -70,21 +69,6 @@ def run_unit(path, env):
         out += "\n%s: no cmocka summary found\n" % path
         failed = 1
     return passed, failed, skipped, out
-
-
-def make_unit_corpus(tmp):
-    """Write the shared corpus (REPO/../shared/corpus) into tmp/Maildir for the unit tests;
-    returns the maildir, or None when the corpus script is not there."""
-    script = os.path.join(os.path.dirname(REPO), "shared", "corpus", "make_corpus.py")
-    if not os.path.exists(script):
-        print("note: %s not found: unit tests run without POP3D_CORPUS" % script)
-        return None
-    maildir = os.path.join(tmp, "Maildir")
-    r = subprocess.run([sys.executable, script, maildir], capture_output=True, timeout=60)
-    if r.returncode != 0:
-        print("note: make_corpus.py failed: %s" % r.stderr.decode(errors="replace"))
-        return None
-    return maildir
 
 
 def run_module_inprocess(path):
@@ -158,20 +142,15 @@ def main():
     total_pass = total_fail = total_skip = 0
     t_start = time.monotonic()
 
-    with tempfile.TemporaryDirectory(prefix="pop3d-unit-") as tmp:
-        unit_env = dict(env)
-        corpus = make_unit_corpus(tmp)
-        if corpus:
-            unit_env["POP3D_CORPUS"] = corpus   # read by the unit tests that check the corpus
-        for path in args.units:
-            print("=== unit %s" % path, flush=True)
-            p, f, s, out = run_unit(os.path.abspath(path), unit_env)
-            sys.stdout.write(out)
-            print("--- %s: %d passed, %d failed%s" % (os.path.basename(path), p, f,
-                                                     ", %d skipped" % s if s else ""), flush=True)
-            total_pass += p
-            total_fail += f
-            total_skip += s
+    for path in args.units:
+        print("=== unit %s" % path, flush=True)
+        p, f, s, out = run_unit(os.path.abspath(path), env)
+        sys.stdout.write(out)
+        print("--- %s: %d passed, %d failed%s" % (os.path.basename(path), p, f,
+                                                 ", %d skipped" % s if s else ""), flush=True)
+        total_pass += p
+        total_fail += f
+        total_skip += s
 
     if not os.access(env["POP3D"], os.X_OK):
         print("warning: %s is missing: every integration test will fail" % env["POP3D"])

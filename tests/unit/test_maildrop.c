@@ -306,12 +306,11 @@ test_crlf_count_splits(void **state)
 static const char *
 corpus_script(void)
 {
+	/* The tests run from the repository root; shared/ sits beside the clone. */
 	static const char *const cand[] = {
-		"tests/corpus/make_corpus.py",
 		"../shared/corpus/make_corpus.py",
-		"/work/shared/corpus/make_corpus.py",
 	};
-	const char *env = getenv("POP3D_CORPUS");
+	const char *env = getenv("POP3D_CORPUS_SCRIPT");
 	size_t i;
 
 	if (env != NULL && access(env, R_OK) == 0)
@@ -418,7 +417,7 @@ test_corpus(void **state)
 	int status;
 
 	if (script == NULL) {
-		print_message("make_corpus.py not found (set POP3D_CORPUS)\n");
+		print_message("make_corpus.py not found (set POP3D_CORPUS_SCRIPT)\n");
 		skip();
 	}
 	argv[0] = (char *)(uintptr_t)"python3";

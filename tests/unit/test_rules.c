@@ -21,7 +21,7 @@ struct fixture {
 	struct config           cfg;
 	struct policy_rule_cfg  dom[128];
 	struct policy_rule_cfg  usr[16];
-	char                    names[128][16];
+	char                    names[128][24];
 	struct user             uv[16];
 	struct users            users;
 	struct diag             d;
@@ -233,7 +233,7 @@ static void test_many_domains(void **state)
 	int i;
 
 	for (i = 0; i < 100; i++) {
-		snprintf(f->names[i], sizeof f->names[i], "D%d.example", i);
+		snprintf(f->names[i], sizeof f->names[i], "D%d.example", i % 1000);
 		add_domain(f, level(f->names[i], 100 + i, RET_UNSET, U, i + 1, U));
 	}
 	build_ok(f);
