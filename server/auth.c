@@ -20,10 +20,10 @@
 #include <unistd.h>
 
 /*
- * Checked instead of a real hash when the user is unknown (or has a {PLAIN}
- * or {SCRAM-SHA-256} secret), so every check costs one yescrypt at
- * auth_hash_password's default cost. The password behind it was random and
- * thrown away; the result is never accepted anyway.
+ * The setting an unknown name is checked against when the file has no crypt
+ * user to borrow one from (see dummy_setup): yescrypt at auth_hash_password's
+ * default cost. The password behind it was random and thrown away; the result
+ * is never accepted anyway.
  */
 static const char DUMMY_HASH[] =
 	"$y$j9T$tAeWTxTKSzOidUoQWJO0D.$UaZvvlPsxkiaTvRUcnkfCEb0ZRhVDefAPObywyzP0AC";
@@ -793,9 +793,37 @@ static void fake_salt(const struct users *u, const char *name, size_t n,
 
 /*
  * After loading: count the SCRAM users, pick the common iteration count, draw
- * the fake-salt key and derive the keys of every {PLAIN} user, so SCRAM works
- * for them and looks exactly as it does for an unknown name. 0, or SETUP_*.
+ * the fake-salt key and, when SCRAM is offered at all, derive the keys of every
+ * {PLAIN} user, so SCRAM works for them and looks exactly as it does for an
+ * unknown name. 0, or SETUP_*.
  */
+/*
+ * What checking an unknown name costs: the same as the file's most common kind
+ * of user (a crypt hash with that user's own setting, a SCRAM derivation, or a
+ * plain comparison), so a failed login does not tell whether the name exists.
+ * Failure replies are also held back to auth.failure_delay after the attempt,
+ * which hides the rest whenever the hash is faster than that delay.
+ */
+static void dummy_setup(struct users *u)
+{
+	size_t i, count[3] = { 0, 0, 0 };
+
+	for (i = 0; i < u->n; i++)
+		count[u->v[i].scheme]++;
+	u->dummy_scheme = PW_CRYPT;
+	if (count[PW_PLAIN] > count[u->dummy_scheme])
+		u->dummy_scheme = PW_PLAIN;
+	if (count[PW_SCRAM] > count[u->dummy_scheme])
+		u->dummy_scheme = PW_SCRAM;
+	u->dummy_setting = DUMMY_HASH;
+	for (i = 0; i < u->n; i++) {
+		if (u->v[i].scheme == PW_CRYPT) {
+			u->dummy_setting = u->v[i].secret;
+			break;
+		}
+	}
+}
+
 static int scram_setup(struct users *u)
 {
 	size_t i;
@@ -806,7 +834,9 @@ static int scram_setup(struct users *u)
 		return SETUP_NOMEM;
 	if (RAND_bytes(u->scram_key, (int)sizeof(u->scram_key)) != 1)
 		return SETUP_NORANDOM;
-	for (i = 0; i < u->n; i++) {
+	/* SCRAM is offered only when some user has a {SCRAM-SHA-256} secret; only
+	 * then do {PLAIN} users need keys (a few ms each, so not for nothing). */
+	for (i = 0; u->nscram > 0 && i < u->n; i++) {
 		struct user *usr = &u->v[i];
 		struct scram_cred *sc;
 
@@ -827,7 +857,7 @@ static int scram_setup(struct users *u)
 
 int users_any_scram(const struct users *u)
 {
-	return u != NULL && (u->nscram > 0 || users_any_plain(u));
+	return u != NULL && u->nscram > 0;
 }
 
 int users_scram(const struct users *u, const char *name, size_t n, struct scram_cred *out)
@@ -1166,6 +1196,7 @@ int users_load(const char *path, struct users **out, struct diag *d)
 	}
 	if (sort_dedup(&ld) < 0)
 		goto oom;
+	dummy_setup(ld.u);
 	switch (scram_setup(ld.u)) {
 	case 0:
 		break;
@@ -1267,48 +1298,49 @@ static int scram_check(const struct auth_req *r)
 	return ok;
 }
 
+/* A crypt(3) check; 1 when phrase produces setting. -1 on a hashing failure. */
+static int crypt_check(const char *phrase, const char *setting)
+{
+	struct crypt_data *cd = calloc(1, sizeof(*cd));
+	const char *out;
+	size_t n = strlen(setting);
+	int ok;
+
+	if (cd == NULL)
+		return -1;
+	out = crypt_rn(phrase, setting, cd, (int)sizeof(*cd));
+	ok = out == NULL ? -1 : strlen(out) == n && CRYPTO_memcmp(out, setting, n) == 0;
+	wipe(cd, sizeof(*cd));
+	free(cd);
+	return ok;
+}
+
 /* Runs on a pool thread: touches only r and the immutable users data. */
 static void work_check(uv_work_t *w)
 {
 	struct auth_req *r = w->data;
 	const struct user *usr = r->user;
-	struct crypt_data *cd;
-	const char *setting = DUMMY_HASH, *phrase = r->pass, *out;
-	int use_real = 0, scram_ok = 0;
-	size_t n;
+	enum pw_scheme kind = usr != NULL ? usr->scheme : r->users->dummy_scheme;
+	/* A crypt phrase ends at NUL and is at most CRYPT_MAX_PASSPHRASE_SIZE - 1
+	 * octets: other passwords cannot match, but still cost one hash. */
+	int phrase_ok = r->plen < CRYPT_MAX_PASSPHRASE_SIZE && memchr(r->pass, '\0', r->plen) == NULL;
+	int ok = 0;
 
-	/* A crypt phrase ends at NUL and is at most CRYPT_MAX_PASSPHRASE_SIZE - 1 octets:
-	 * other passwords cannot match a crypt hash, but still cost one (dummy) hash. */
-	if (r->plen >= CRYPT_MAX_PASSPHRASE_SIZE)
-		phrase = "";
-	else if (usr != NULL && usr->scheme == PW_CRYPT && memchr(r->pass, '\0', r->plen) == NULL) {
-		setting = usr->secret;
-		use_real = 1;
+	switch (kind) {
+	case PW_CRYPT:
+		ok = crypt_check(phrase_ok ? r->pass : "",
+		                 usr != NULL ? usr->secret : r->users->dummy_setting);
+		if (ok > 0 && (usr == NULL || !phrase_ok))
+			ok = 0;
+		break;
+	case PW_PLAIN:
+		ok = usr != NULL && plain_equal(usr->secret, strlen(usr->secret), r->pass, r->plen);
+		break;
+	case PW_SCRAM:
+		ok = scram_check(r);   /* a stand-in derivation for unknown users */
+		break;
 	}
-	if (r->users->nscram > 0)
-		scram_ok = scram_check(r);
-
-	r->result = AUTH_ERROR;
-	cd = calloc(1, sizeof(*cd));
-	if (cd != NULL) {
-		out = crypt_rn(phrase, setting, cd, (int)sizeof(*cd));
-		if (out == NULL) {
-			r->result = AUTH_ERROR;
-		} else if (use_real) {
-			n = strlen(setting);
-			r->result = strlen(out) == n && CRYPTO_memcmp(out, setting, n) == 0 ?
-			            AUTH_OK : AUTH_FAIL;
-		} else if (usr != NULL && usr->scheme == PW_PLAIN) {
-			r->result = plain_equal(usr->secret, strlen(usr->secret), r->pass, r->plen) ?
-			            AUTH_OK : AUTH_FAIL;
-		} else if (usr != NULL && usr->scheme == PW_SCRAM) {
-			r->result = scram_ok ? AUTH_OK : AUTH_FAIL;
-		} else {
-			r->result = AUTH_FAIL;
-		}
-		wipe(cd, sizeof(*cd));
-		free(cd);
-	}
+	r->result = ok < 0 ? AUTH_ERROR : ok ? AUTH_OK : AUTH_FAIL;
 	wipe(r->pass, r->plen + 1);
 	free(r->pass);
 	r->pass = NULL;

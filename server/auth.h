@@ -69,6 +69,9 @@ struct users {
 	uint32_t     scram_iter; /* their most common iteration count, else SCRAM_ITER_DEFAULT:
 	                            given to {PLAIN} and unknown users (see users_scram) */
 	unsigned char scram_key[SCRAM_KEY_LEN]; /* random per load: keys the fake salts */
+	enum pw_scheme dummy_scheme;  /* what checking an unknown name costs: the most
+	                                 common kind of user in the file */
+	const char    *dummy_setting; /* PW_CRYPT: a real user's setting (same cost) */
 };
 
 /*
@@ -82,8 +85,9 @@ struct users {
  * with a fixed buffer, so memory stays proportional to what is loaded. The
  * loaded users never change; share them with users_ref.
  * Loading also draws scram_key from RAND_bytes (-1, "FILE: no random bytes",
- * when that fails) and derives SCRAM keys for each {PLAIN} user (2 * scram_iter
- * SHA-256 blocks each, a few ms: {PLAIN} users are meant to be few).
+ * when that fails) and, when some user has a {SCRAM-SHA-256} secret (SCRAM is
+ * offered only then), derives SCRAM keys for each {PLAIN} user (2 * scram_iter
+ * SHA-256 blocks each, a few ms).
  */
 int users_load(const char *path, struct users **out, struct diag *d);
 
@@ -98,8 +102,8 @@ const struct user *users_find(const struct users *u, const char *name, size_t n)
 int users_any_plain(const struct users *u);
 
 /*
- * 1 when any user can log in with SCRAM-SHA-256: one with a {SCRAM-SHA-256}
- * or a {PLAIN} secret (whether to offer the mechanism at all).
+ * 1 when some user has a {SCRAM-SHA-256} secret: SCRAM-SHA-256 is offered only
+ * then (and {PLAIN} users can use it too).
  */
 int users_any_scram(const struct users *u);
 

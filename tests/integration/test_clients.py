@@ -10,7 +10,6 @@ import poplib
 import pwd
 import re
 import shutil
-import subprocess
 import tempfile
 import unittest
 

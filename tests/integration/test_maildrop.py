@@ -1,12 +1,13 @@
 """What sessions do to the maildir: UPDATE, dropped connections, locks, delivery during a session,
 the idle timeout."""
+import hashlib
 import os
 import socket
 import time
 import unittest
 
-from harness import (Pop3TestCase, expected_retr, deliver, make_maildir, parse_list, snapshot,
-                     Client)
+from harness import (Pop3TestCase, apop_timestamp, deliver, expected_retr, make_maildir,
+                     parse_list, snapshot)
 
 
 class UpdateTest(Pop3TestCase):
@@ -45,6 +46,24 @@ class UpdateTest(Pop3TestCase):
             expect["cur/" + m.base + ":2,S"] = data
         self.assertEqual(sorted(after), sorted(expect))
         self.assertEqual(after, expect)
+
+    def test_uidls_survive_the_move_to_cur(self):
+        """Clients track messages by UIDL: after RETR + QUIT moves messages to cur/ with the S
+        flag, the next session lists the same UIDLs, numbers and sizes."""
+        c = self.session(self.d)
+        st, uidl1 = c.cmd_multi("UIDL")
+        st, list1 = c.cmd_multi("LIST")
+        for n in range(1, len(self.corpus.listed) + 1):
+            self.assertOK(c.cmd_multi("RETR %d" % n)[0])
+        c.quit()
+        self.d.wait_session_end(1)
+        self.assertEqual(os.listdir(os.path.join(self.md, "new")), [".hidden-dotfile"])
+        c = self.session(self.d)
+        st2, uidl2 = c.cmd_multi("UIDL")
+        st2, list2 = c.cmd_multi("LIST")
+        self.assertEqual(uidl2, uidl1)
+        self.assertEqual(list2, list1)
+        c.quit()
 
     def test_rset_undoes_dele(self):
         before = snapshot(self.md)
@@ -135,8 +154,6 @@ class LockTest(Pop3TestCase):
         c.quit()
 
     def test_apop_sees_the_lock_too(self):
-        import hashlib
-        from harness import apop_timestamp
         a = self.session(self.d)
         b = self.connect(self.d)
         digest = hashlib.md5(apop_timestamp(b.greeting) + b"alice-pw").hexdigest()

@@ -7,6 +7,9 @@ import unittest
 from harness import Closed, Pop3TestCase, apop_timestamp, make_maildir, deliver, parse_list
 
 GREETING = re.compile(rb"^\+OK .*<[^<>@\s]+@[^<>\s]+>$")
+# SHA-512 crypt(3) of "pw" with a fixed salt: any crypt(3) string is a users-file secret
+CRYPT_PW = ("$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D."
+            "PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/")
 CAPS_REQUIRED = (b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING")
 
 # Three small messages for alice, enough for every numbering case.
@@ -193,10 +196,8 @@ class AuthTest(Pop3TestCase):
 class CryptUserTest(Pop3TestCase):
 
     def test_apop_refused_for_crypt_user(self):
-        # SHA-512 crypt of "pw" with a fixed salt; any crypt(3) string is a valid users-file secret
-        h = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/"
         # alice has a {PLAIN} secret, so the greeting carries an APOP timestamp
-        d = self.daemon(users={"eve": h, "alice": "{PLAIN}alice-pw"}, failure_delay=0.1)
+        d = self.daemon(users={"eve": CRYPT_PW, "alice": "{PLAIN}alice-pw"}, failure_delay=0.1)
         make_maildir(d.maildir("eve"))
         c = self.connect(d)
         digest = hashlib.md5(apop_timestamp(c.greeting) + b"pw").hexdigest()
@@ -207,8 +208,7 @@ class CryptUserTest(Pop3TestCase):
 
     def test_apop_with_only_crypt_users(self):
         """With no {PLAIN} user the server may leave the APOP timestamp out; APOP fails."""
-        h = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/"
-        d = self.daemon(users={"eve": h}, failure_delay=0.1)
+        d = self.daemon(users={"eve": CRYPT_PW}, failure_delay=0.1)
         make_maildir(d.maildir("eve"))
         c = self.connect(d)
         self.assertOK(c.greeting)
@@ -293,11 +293,15 @@ class StateTest(Pop3TestCase):
         self.assertOK(c.cmd("LIST 2"))
         self.done(c)
 
-    def test_leading_zeros_and_max_u32(self):
+    def test_max_u32(self):
         c = self.fresh()
-        # a number that is valid but beyond the count is still -ERR
+        # a number that parses but is beyond the count is still -ERR
         self.assertERR(c.cmd("LIST 4294967295"))
         self.assertERR(c.cmd("RETR 4294967295"))
+        # the largest line count for TOP means "the whole message"
+        st, data = c.cmd_multi("TOP 1 4294967295")
+        self.assertOK(st)
+        self.assertEqual(data, SMALL[0].replace(b"\n", b"\r\n"))
         self.done(c)
 
     def test_top_zero_lines_of_each(self):

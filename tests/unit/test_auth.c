@@ -976,6 +976,31 @@ static void test_load_scram(void **state)
 	diag_free(&d);
 }
 
+/* An unknown name costs what the file's most common kind of user costs. */
+static void test_dummy_profile(void **state)
+{
+	struct diag d = { 0 };
+	struct users *u;
+	char buf[1024];
+
+	(void)state;
+	snprintf(buf, sizeof(buf), "a:{PLAIN}1\nb:{PLAIN}2\nc:%s\n", h_6);
+	u = load_ok(write_str(buf), &d);
+	assert_int_equal(u->dummy_scheme, PW_PLAIN);
+	users_unref(u);
+	snprintf(buf, sizeof(buf), "a:{PLAIN}1\nb:%s\nc:%s\n", h_6, h_y);
+	u = load_ok(write_str(buf), &d);
+	assert_int_equal(u->dummy_scheme, PW_CRYPT);
+	assert_string_equal(u->dummy_setting, h_6);   /* a real user's setting: same cost */
+	users_unref(u);
+	u = load_ok(write_str("# nobody\n"), &d);
+	assert_int_equal(u->dummy_scheme, PW_CRYPT);
+	assert_true(strncmp(u->dummy_setting, "$y$", 3) == 0);
+	users_unref(u);
+	assert_int_equal(d.n, 0);
+	diag_free(&d);
+}
+
 static void test_users_scram_fake_and_plain(void **state)
 {
 	struct diag d = { 0 };
@@ -985,11 +1010,24 @@ static void test_users_scram_fake_and_plain(void **state)
 	char buf[1024];
 	unsigned int l;
 
+	char f1[512];
+
 	(void)state;
+	/* Without any {SCRAM-SHA-256} user SCRAM is not offered: no keys are derived. */
 	snprintf(buf, sizeof(buf), "pete:{PLAIN}plainpw\nalice:%s\n", h_y);
 	u = load_ok(write_str(buf), &d);
 	assert_int_equal(d.n, 0);
-	assert_int_equal(u->nscram, 0);
+	assert_int_equal(users_any_scram(u), 0);
+	assert_null(find(u, "pete")->scram);
+	users_unref(u);
+
+	/* With one, {PLAIN} users get keys derived at load. */
+	scram_field(f1, sizeof(f1), "hunter2", SALT16, 16, SCRAM_ITER_DEFAULT);
+	snprintf(buf, sizeof(buf), "pete:{PLAIN}plainpw\nalice:%s\nfrank:%s\n", h_y, f1);
+	u = load_ok(write_str(buf), &d);
+	assert_int_equal(d.n, 0);
+	assert_int_equal(u->nscram, 1);
+	assert_int_equal(users_any_scram(u), 1);
 	assert_int_equal(u->scram_iter, SCRAM_ITER_DEFAULT);
 
 	/* Unknown: a fake salt that is HMAC(scram_key, name), stable; keys match nothing. */
@@ -1155,6 +1193,7 @@ int main(void)
 		cmocka_unit_test(test_scram_keys_vs_openssl),
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_load_scram),
+		cmocka_unit_test(test_dummy_profile),
 		cmocka_unit_test(test_users_scram_fake_and_plain),
 		cmocka_unit_test(test_check_scram),
 		cmocka_unit_test(test_hash_password_scheme),
