@@ -812,10 +812,46 @@ maildrop_open(const char *path, struct maildrop **out, char *err, size_t errlen)
 	return open_md(path, 0, out, err, errlen);
 }
 
+/*
+ * Our temporary files (tmp/pop3d.cache.* and tmp/pop3d.state.*) are written
+ * only under the maildrop lock, so any found while we hold it belong to a
+ * writer that died between create and rename: remove them. Nothing else in
+ * tmp/ is ours to touch. Failures only leave litter behind.
+ */
+static void
+remove_stale_temps(struct maildrop *md)
+{
+	char dir[PATH_MAX];
+	struct dirent *e;
+	DIR *dp;
+	int dfd;
+
+	if (join(dir, sizeof dir, md->path, "tmp") < 0)
+		return;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (dfd < 0)
+		return;
+	dp = fdopendir(dfd);
+	if (dp == NULL) {
+		close(dfd);
+		return;
+	}
+	while ((e = readdir(dp)) != NULL) {
+		if (strncmp(e->d_name, MD_CACHE_FILE ".", sizeof MD_CACHE_FILE) == 0 ||
+		    strncmp(e->d_name, MD_STATE_FILE ".", sizeof MD_STATE_FILE) == 0)
+			(void)unlinkat(dirfd(dp), e->d_name, 0);
+	}
+	closedir(dp);
+}
+
 enum md_status
 maildrop_open_sweep(const char *path, struct maildrop **out, char *err, size_t errlen)
 {
-	return open_md(path, 1, out, err, errlen);
+	enum md_status st = open_md(path, 1, out, err, errlen);
+
+	if (st == MD_OK)
+		remove_stale_temps(*out);
+	return st;
 }
 
 /* ---- one message ---- */

@@ -15,9 +15,8 @@ import ssl
 import subprocess
 import tempfile
 import time
-import unittest
 
-from harness import (IO_TIMEOUT, Client, Daemon, crlf_form, expected_retr, free_port, run_tool)
+from harness import Client, Daemon, expected_retr, free_port, run_tool
 
 # label -> (file stem, subject CN, subjectAltName)
 CERT_SPECS = {
@@ -174,19 +173,8 @@ def client_context(cafile=None, check_hostname=True, minimum=None, maximum=None,
 
 
 class TlsClient(Client):
-    """harness.Client over TLS. implicit=True: handshake at once, then read the greeting;
-    implicit=False: a clear-text client (greeting read) that can stls()."""
-
-    def __init__(self, port, ctx=None, server_hostname="localhost", implicit=True,
-                 timeout=IO_TIMEOUT):
-        super().__init__(port, timeout=timeout, greeting=not implicit)
-        if implicit:
-            try:
-                self.start_tls(ctx, server_hostname)
-                self.greeting = self.line()
-            except BaseException:
-                self.close()
-                raise
+    """harness.Client that can switch to TLS: TlsClient(port, greeting=False) then start_tls()
+    for implicit TLS (read the greeting after it), or TlsClient(port) then stls()."""
 
     def start_tls(self, ctx=None, server_hostname="localhost"):
         ctx = ctx or client_context(test_certs().cafile)
@@ -395,8 +383,3 @@ def write_mpoprc(home, d, user, password, port, starttls, auth, trust_file=None,
     os.chmod(rc, 0o600)
     return rc, dest
 
-
-def require_tools(*names):
-    missing = [n for n in names if shutil.which(n) is None]
-    if missing:
-        raise unittest.SkipTest("not installed: %s" % ", ".join(missing))

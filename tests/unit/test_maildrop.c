@@ -1186,6 +1186,29 @@ test_template_check(void **state)
 	assert_int_equal(maildrop_template_check("", err, sizeof err), -1);
 }
 
+/* A sweep holds the lock, so pop3d's own temp files in tmp/ are stale: removed. */
+static void
+test_sweep_removes_stale_temps(void **state)
+{
+	struct fx *f = *state;
+	struct maildrop *md;
+	char err[256];
+
+	mkmaildir(f);
+	puts_(f, "new/1.M1.x", "Subject: a\n\nbody\n", 0);
+	puts_(f, "tmp/pop3d.state.4242.00000000deadbeef", "pop3d-state", 0);
+	puts_(f, "tmp/pop3d.cache.4242.00000000deadbeef", "pop3d-cache", 0);
+	puts_(f, "tmp/1700000000.M5P6.delivering", "a delivery in progress\n", 0);
+	puts_(f, "tmp/pop3d.stateful-but-not-ours", "x", 0);
+	assert_int_equal(maildrop_open_sweep(f->root, &md, err, sizeof err), MD_OK);
+	assert_false(exists(f, "tmp/pop3d.state.4242.00000000deadbeef"));
+	assert_false(exists(f, "tmp/pop3d.cache.4242.00000000deadbeef"));
+	assert_true(exists(f, "tmp/1700000000.M5P6.delivering"));
+	assert_true(exists(f, "tmp/pop3d.stateful-but-not-ours"));
+	assert_true(exists(f, "new/1.M1.x"));
+	maildrop_close(md);
+}
+
 int
 main(void)
 {
@@ -1207,6 +1230,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_update, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_sweep, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sweep_removes_stale_temps, setup, teardown),
 		cmocka_unit_test(test_expand),
 		cmocka_unit_test(test_template_check),
 	};
