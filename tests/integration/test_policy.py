@@ -18,10 +18,15 @@ import shutil
 import subprocess
 import tempfile
 import time
+import sys
 import unittest
 
-from harness import (IO_TIMEOUT, Client, Pop3TestCase, apop_timestamp, deliver, expected_retr,
-                     run_tool, snapshot)
+# tests/run.py puts this folder on sys.path; `python3 -m unittest tests/integration/test_policy.py`
+# does not.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import (IO_TIMEOUT, Pop3TestCase, apop_timestamp, child_env, deliver, expected_retr,
+                     pop3d_path, run_tool, snapshot)
 from policyutil import (DAY, at_midnight, by_base, capa_policy, contents, count_files, fill,
                         iso, kill9, message, pipeline, place, read_state, restart, run_expire,
                         tree, uidl_map)
@@ -349,12 +354,18 @@ class ExpireCliTest(PolicyCase):
         now = int(time.time())
         self.alice = self.d.maildir("alice")
         self.bob = self.d.maildir("bob@example.org")
-        self.a_old = [place(self.alice, "%d.a-old-%d" % (now, i), message("a-old-%d" % i),
-                            now - 11 * DAY + i) for i in range(2)]
-        self.a_young = place(self.alice, "%d.a-young" % now, message("a-young"), now - 100)
-        self.a_dl = place(self.alice, "%d.a-dl" % now, message("a-dl"), now - 50)
-        self.b_old = place(self.bob, "%d.b-old" % now, message("b-old"), now - 12 * DAY)
-        self.b_young = place(self.bob, "%d.b-young" % now, message("b-young"), now - 100)
+        self.data = {}
+
+        def put(md, token, mtime):
+            name = "%d.%s" % (now, token)
+            self.data[name] = message(token)
+            return place(md, name, self.data[name], mtime)
+
+        self.a_old = [put(self.alice, "a-old-%d" % i, now - 11 * DAY + i) for i in range(2)]
+        self.a_young = put(self.alice, "a-young", now - 100)
+        self.a_dl = put(self.alice, "a-dl", now - 50)
+        self.b_old = put(self.bob, "b-old", now - 12 * DAY)
+        self.b_young = put(self.bob, "b-young", now - 100)
         self.download(self.d, "alice", [self.a_dl])
 
     def test_dry_run_changes_nothing_but_says_what_would_go(self):
@@ -423,9 +434,7 @@ class ExpireCliTest(PolicyCase):
                 self.assertEqual(set(e) >= {"user", "uidl", "cause", "age_days", "size"}, True, e)
                 self.assertIsInstance(e["age_days"], int)
                 self.assertIsInstance(e["size"], int)
-                with self.subTest(uidl=e["uidl"]):
-                    self.assertEqual(e["size"], len(message("x")) - 1 + len(
-                        e["uidl"].split(".", 1)[1].encode()) * 0 + e["size"] - len(message("x")) + 1)
+                self.assertEqual(e["size"], len(self.data[e["uidl"]]), e)
             dl = [e for e in gone if e["uidl"] == self.a_dl][0]
             self.assertEqual((dl["cause"], dl["downloaded_days"]), ("keep_days", 3))
             users = {e["user"]: e for e in r.of("user")}
@@ -700,7 +709,6 @@ class ClientsTest(PolicyCase):
         self.assertEqual(sorted(snapshot(self.md).values()), sorted(before.values()))
         got, end = self.fetchmail()                             # nothing fetched again
         self.assertIn("retr=0 ", end)
-        self.assertNotIn(" TOP", "")  # (fetchmail's second run sends no TOP either: see count)
         self.assertGotAll(got)
         self.assertEqual(sorted(snapshot(self.md).values()), sorted(before.values()))
 
@@ -798,8 +806,6 @@ class CrashTest(PolicyCase):
             self.download(d, user, sorted(dl))                  # records, promise 30
             originals = dict(dl, **old, **young)
             total = len(originals)
-            argv = [d.conf, "--user", user]
-            from harness import child_env, pop3d_path
             p = subprocess.Popen([pop3d_path(), "-c", d.conf, "--expire", "--user", user],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, env=child_env(), cwd="/")

@@ -406,3 +406,330 @@ for i in range(1, 100000):
 else:
     sys.exit(75)
 '''
+
+
+# ====================================================================== STLS and plaintext rules
+
+def plain_b64(user, password):
+    import base64
+    return base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+
+
+class StlsTest(TlsCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        deliver(cls.d.maildir("alice"), b"Subject: one\n\nbody\n")
+
+    def test_capa_in_clear_offers_stls_not_plaintext(self):
+        """tls-only, untrusted: no USER, no SASL PLAIN/LOGIN; SCRAM-SHA-256 stays (a SCRAM user
+        exists, and SCRAM never sends the password)."""
+        c = self.plain()
+        data = self.capa(c)
+        names = capa_names(data)
+        self.assertIn(b"STLS", names)
+        self.assertNotIn(b"USER", names)
+        self.assertEqual(sasl_mechs(data), [b"SCRAM-SHA-256"])
+        st, listing = c.cmd_multi("AUTH")     # the bare AUTH list agrees
+        self.assertOK(st)
+        self.assertEqual(listing, b"SCRAM-SHA-256\r\n")
+        c.quit()
+
+    def test_plaintext_login_refused_without_tls(self):
+        c = self.plain()
+        for cmd in ("USER alice", "AUTH PLAIN " + plain_b64("alice", "alice-pw"), "AUTH PLAIN",
+                    "AUTH LOGIN"):
+            with self.subTest(cmd=cmd.split(" ")[1]):
+                st = c.cmd(cmd)
+                self.assertTrue(st.startswith(b"-ERR [AUTH]"), st)
+                self.assertIn(b"STLS", st)
+        st = c.cmd("PASS alice-pw")
+        self.assertERR(st)
+        self.assertERR(c.cmd("STAT"), "must not be logged in")
+        # the same session upgrades and logs in
+        c.stls()
+        c.login("alice", "alice-pw")
+        self.assertEqual(c.cmd("STAT"), b"+OK 1 20")
+        c.quit()
+
+    def test_capa_after_stls_and_after_login_has_no_stls(self):
+        c = self.stls()
+        data = self.capa(c)
+        names = capa_names(data)
+        self.assertNotIn(b"STLS", names)
+        self.assertIn(b"USER", names)
+        self.assertEqual(sorted(sasl_mechs(data)), [b"LOGIN", b"PLAIN", b"SCRAM-SHA-256"])
+        c.login("alice", "alice-pw")
+        self.assertNotIn(b"STLS", capa_names(self.capa(c)))
+        self.assertERR(c.cmd("STLS"))
+        c.quit()
+
+    def test_stls_twice_and_on_implicit_port(self):
+        c = self.stls()
+        self.assertERR(c.cmd("STLS"))
+        c.login("alice", "alice-pw")          # the session goes on inside TLS
+        c.quit()
+        c = self.tls()
+        self.assertNotIn(b"STLS", capa_names(self.capa(c)))
+        self.assertERR(c.cmd("STLS"))
+        c.login("alice", "alice-pw")
+        c.quit()
+
+    def test_stls_injection_capa_not_answered(self):
+        """STLS and CAPA in one write: the CAPA was sent in clear text and must be discarded,
+        not answered inside TLS (CVE-2011-0411 class)."""
+        c = self.plain()
+        c.send(b"STLS\r\nCAPA\r\n")
+        st = c.line()
+        self.assertOK(st)
+        self.assertEqual(bytes(c.buf), b"", "clear text after STLS's +OK")
+        c.start_tls()
+        early = c.quiet_for(0.5)
+        self.assertEqual(early, b"", "the server answered the injected CAPA inside TLS")
+        # our own commands get the first replies: NOOP is refused before login (a reply no
+        # CAPA could be mistaken for), then CAPA answers once
+        st = c.cmd("NOOP")
+        self.assertTrue(st.startswith(b"-ERR"), "first reply after TLS is not NOOP's: %r" % st)
+        st, data = c.cmd_multi("CAPA")
+        self.assertOK(st)
+        self.assertIn(b"USER", capa_names(data))
+        self.assertEqual(c.quiet_for(0.2), b"", "a second CAPA reply arrived")
+        c.quit()
+
+    def test_stls_injection_user_forgotten(self):
+        """USER sent behind STLS in clear text must not count inside TLS."""
+        c = self.plain()
+        c.send(b"STLS\r\nUSER alice\r\n")
+        self.assertOK(c.line())
+        self.assertEqual(bytes(c.buf), b"")
+        c.start_tls()
+        st = c.cmd("PASS alice-pw")
+        self.assertERR(st, "logged in with a USER sent in clear text before the handshake")
+        self.assertERR(c.cmd("STAT"))
+        c.login("alice", "alice-pw")
+        c.quit()
+
+    def test_quit_sends_close_notify(self):
+        ctx = client_context(test_certs().cafile)
+        c = self.track(TlsClient(self.d.tls_port, greeting=False))
+        c.sock.settimeout(IO_TIMEOUT)
+        # with suppress_ragged_eofs off, a FIN without close_notify raises SSLEOFError
+        c.sock = ctx.wrap_socket(c.sock, server_hostname="localhost", suppress_ragged_eofs=False)
+        self.assertOK(c.line())
+        self.assertOK(c.cmd("QUIT"))
+        self.assertEqual(c.wait_closed(), b"")
+
+    # -- handshake failures
+
+    def test_handshake_timeout(self):
+        """Implicit port, nothing sent; and STLS, nothing sent after +OK: both closed once
+        tls.handshake_timeout has passed, and logged."""
+        timeout = self.d.handshake_timeout
+        t0 = time.monotonic()
+        a = self.track(TlsClient(self.d.tls_port, greeting=False))
+        b = self.plain()
+        self.assertOK(b.cmd("STLS"))
+        t1 = time.monotonic()
+        results = {}
+        for name, c, start in (("implicit", a, t0), ("stls", b, t1)):
+            self.assertEqual(c.wait_closed(timeout + 5), b"", name)
+            results[name] = time.monotonic() - start
+        for name, c in (("implicit", a), ("stls", b)):
+            with self.subTest(listener=name):
+                # closed by the server's timer: not before it, and not long after
+                self.assertGreaterEqual(results[name], timeout - 0.25, results)
+                self.assertLess(results[name], timeout + 2.0, results)
+                line = self.failure_line(c.sock.getsockname()[1] if False else self.port_of(c))
+                self.assertIn("timeout", line)
+
+    def port_of(self, c):
+        for tc, key, _n in self.tracked:
+            if tc is c:
+                return int(key.split("port=")[1].split(" ")[0])
+        raise AssertionError("not tracked")
+
+    def test_garbage_instead_of_client_hello(self):
+        for name, port, pre in (("implicit-http", self.d.tls_port, None),
+                                ("implicit-pop3", self.d.tls_port, None),
+                                ("stls", self.d.port, b"STLS\r\n")):
+            with self.subTest(case=name):
+                c = self.track(TlsClient(port, greeting=False))
+                if pre:
+                    self.assertOK(c.line())          # greeting
+                    c.send(pre)
+                    self.assertOK(c.line())
+                junk = b"CAPA\r\nUSER alice\r\n" if name == "implicit-pop3" else \
+                    b"GET / HTTP/1.0\r\nHost: x\r\n\r\n" + bytes(range(256))
+                t0 = time.monotonic()
+                c.send(junk)
+                try:
+                    got = c.wait_closed(self.d.handshake_timeout + 5)
+                except ConnectionResetError:
+                    got = b""
+                took = time.monotonic() - t0
+                # at most a TLS alert record (content type 21), never POP3 text
+                self.assertFalse(got and got[0] != 0x15, got[:100])
+                self.assertNotIn(b"+OK", got)
+                self.assertLess(took, self.d.handshake_timeout - 0.5,
+                                "closed by the timeout, not for the garbage")
+                line = self.failure_line(self.port_of(c))
+                self.assertNotIn("timeout", line)
+
+    # -- protocol versions
+
+    def old_tls_refused(self, maximum):
+        ctx = client_context(None, minimum=ssl.TLSVersion.TLSv1, maximum=maximum,
+                             ciphers="DEFAULT:@SECLEVEL=0")
+        c = self.track(TlsClient(self.d.tls_port, greeting=False))
+        with self.assertRaises((ssl.SSLError, ConnectionError), msg=maximum):
+            c.start_tls(ctx)
+        line = self.failure_line(self.port_of(c))
+        return line
+
+    def test_tls_1_0_and_1_1_refused(self):
+        for v in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
+            with self.subTest(version=v.name):
+                line = self.old_tls_refused(v)
+                self.assertRegex(line, "(?i)version|protocol")
+        # the same permissive client settings get TLS 1.2 and 1.3
+        for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            with self.subTest(version=v.name):
+                ctx = client_context(None, minimum=v, maximum=v, ciphers="DEFAULT:@SECLEVEL=0")
+                c = self.tls(ctx)
+                self.assertEqual(c.sock.version(), v.name.replace("_", "."))
+                c.quit()
+
+    # -- SNI
+
+    def peer_der(self, hostname, stls=False):
+        ctx = client_context(None)
+        c = self.stls(ctx, hostname) if stls else self.tls(ctx, hostname)
+        der = c.sock.getpeercert(binary_form=True)
+        c.quit()
+        return der
+
+    def test_sni_selects_certificate(self):
+        der = test_certs().der
+        cases = [("mail.example.net", "net"), ("pop.example.org", "org"),
+                 ("POP.Example.ORG", "org"),              # names are compared without case
+                 ("unknown.example.com", "default"), ("example.net", "default"),
+                 (None, "default")]
+        for stls in (False, True):
+            for name, label in cases:
+                with self.subTest(name=name, stls=stls):
+                    self.assertEqual(self.peer_der(name, stls), der[label],
+                                     "expected the %s certificate" % label)
+
+    def test_sni_certificate_verifies_by_name(self):
+        """A verifying client that trusts only mail.example.net's certificate connects by
+        that name."""
+        cert, _key = test_certs().files("net")
+        c = self.tls(client_context(cert), "mail.example.net")
+        c.login("alice", "alice-pw")
+        c.quit()
+
+
+class TrustedTest(TlsCase):
+    DAEMON = {"plaintext_trusted": ["127.0.0.0/8"]}
+
+    def test_trusted_address_may_log_in_without_tls(self):
+        c = self.plain()
+        data = self.capa(c)
+        names = capa_names(data)
+        self.assertIn(b"USER", names)
+        self.assertIn(b"STLS", names)
+        self.assertEqual(sorted(sasl_mechs(data)), [b"LOGIN", b"PLAIN", b"SCRAM-SHA-256"])
+        c.login("alice", "alice-pw")
+        self.assertOK(c.cmd("STAT"))
+        # after login: no STLS in CAPA, and STLS refused
+        self.assertNotIn(b"STLS", capa_names(self.capa(c)))
+        self.assertERR(c.cmd("STLS"))
+        self.assertOK(c.cmd("NOOP"))
+        c.quit()
+
+    def test_trusted_auth_plain_without_tls(self):
+        c = self.plain()
+        self.assertOK(c.cmd("AUTH PLAIN " + plain_b64("alice", "alice-pw")))
+        c.quit()
+
+
+class Tls13OnlyTest(TlsCase):
+    DAEMON = {"min_version": "TLSv1.3", "sni": False}
+
+    def test_tls_1_2_client_refused(self):
+        ctx = client_context(None, maximum=ssl.TLSVersion.TLSv1_2)
+        c = self.track(TlsClient(self.d.tls_port, greeting=False))
+        with self.assertRaises((ssl.SSLError, ConnectionError)):
+            c.start_tls(ctx)
+        line = self.d.wait_log("ip=127.0.0.1 port=%d: " % c.sock.getsockname()[1]
+                               if False else "tls handshake failed")
+        self.assertRegex(line, "(?i)version|protocol")
+        # STLS too
+        c = self.plain()
+        with self.assertRaises((ssl.SSLError, ConnectionError)):
+            c.stls(ctx)
+        self.d.wait_log("tls handshake failed", count=2)
+
+    def test_tls_1_3_client_accepted(self):
+        c = self.tls(client_context(None, minimum=ssl.TLSVersion.TLSv1_3))
+        self.assertEqual(c.sock.version(), "TLSv1.3")
+        c.login("alice", "alice-pw")
+        c.quit()
+
+
+# ====================================================================== a client that stops reading
+
+class SlowReaderTest(TlsCase):
+    BIG = 20 * 1024 * 1024
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        line = b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\n"
+        body = line * (cls.BIG // len(line) + 1)
+        cls.big = b"From: a@example.net\nSubject: big\n\n" + body
+        deliver(cls.d.maildir("big"), cls.big)
+        cls.small = b"Subject: small\n\n" + b"x" * 5000 + b"\n"
+        deliver(cls.d.maildir("alice"), cls.small)
+
+    def test_stalled_retr_does_not_grow_memory(self):
+        pid = self.d.proc.pid
+        c = self.tls()
+        # a small receive window so that little sits in our socket
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        c.login("big", "big-pw")
+        self.assertOK(c.cmd("STAT"))
+        before, _ = wait_stable(lambda: vm_rss_kb(pid), tolerance=64, stable_for=3, timeout=5)
+        c.send(b"RETR 1\r\n")                 # and read nothing
+        # the server stops sending once our window and its socket buffer are full: wait until
+        # nothing more arrives in our receive queue and its memory stays put
+        state, stable = wait_stable(lambda: (fionread(c.sock), vm_rss_kb(pid)) and
+                                    fionread(c.sock) + vm_rss_kb(pid) * 1024,
+                                    tolerance=128 * 1024, interval=0.1, stable_for=5,
+                                    timeout=15)
+        self.assertTrue(stable, "the server kept sending (or its memory kept changing)")
+        queued = fionread(c.sock)
+        self.assertGreater(queued, 0, "nothing of the RETR arrived")
+        after = vm_rss_kb(pid)
+        self.assertLess(after - before, 8 * 1024,
+                        "VmRSS grew %d KiB while a client did not read a %d MB RETR"
+                        % (after - before, self.BIG >> 20))
+        # meanwhile, another client is served in full
+        o = self.tls()
+        o.login("alice", "alice-pw")
+        st, data = o.cmd_multi("RETR 1")
+        self.assertEqual(data, expected_retr(self.small))
+        o.quit()
+        self.assertLess(vm_rss_kb(pid) - before, 8 * 1024)
+        # the stalled session ends when its client goes, and nothing counted as downloaded
+        port = self.port_of(c)
+        c.close()
+        line = self.d.wait_log("ip=127.0.0.1 port=%d tls=" % port)
+        self.assertIn("retr=0", line)
+
+    port_of = StlsTest.port_of
+
+
+if __name__ == "__main__":
+    unittest.main()
