@@ -958,6 +958,14 @@ maildrop_msg_open(struct maildrop *md, size_t i)
 }
 
 void
+maildrop_unlock(struct maildrop *md)
+{
+	if (md->lock_fd >= 0)
+		close(md->lock_fd);   /* drops the OFD lock; the lock file stays */
+	md->lock_fd = -1;
+}
+
+void
 maildrop_close(struct maildrop *md)
 {
 	size_t i;

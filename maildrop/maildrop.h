@@ -159,6 +159,13 @@ int maildrop_update(struct maildrop *md, struct md_update_result *res);
  */
 int maildrop_sweep_remove(struct maildrop *md, struct md_update_result *res);
 
+/*
+ * Release the lock but keep the snapshot (UPDATE is over: RFC 1939 §6 frees
+ * the maildrop before the +OK, so a client that logs in again at once is not
+ * refused with [IN-USE]). Nothing may be read or changed through md after it.
+ */
+void maildrop_unlock(struct maildrop *md);
+
 /* Release the lock and free everything; NULL is fine. Removes nothing. */
 void maildrop_close(struct maildrop *md);
 

@@ -448,6 +448,7 @@ update_work(uv_work_t *req)
 	struct update_work *w = req->data;
 
 	w->rc = maildrop_update(w->s->md, &w->res);
+	maildrop_unlock(w->s->md);   /* before the +OK: the client may log in again at once */
 }
 
 /* One line per message UPDATE chose to remove (issue: user, UIDL, cause, age). */

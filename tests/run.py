@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -120,6 +121,18 @@ def run_module(path, env):
     return passed, m["failed"], m["skipped"], out, seconds
 
 
+def make_corpus():
+    """Generate ../shared/corpus into a temp dir (shared/ sits beside the clone); None without it."""
+    script = os.path.join(os.path.dirname(REPO), "shared", "corpus", "make_corpus.py")
+    if not os.path.exists(script):
+        print("warning: %s not found: corpus unit tests are skipped" % script)
+        return None
+    tmp = tempfile.TemporaryDirectory(prefix="pop3d-corpus-")
+    subprocess.run([sys.executable, script, os.path.join(tmp.name, "Maildir")], check=True,
+                   stdin=subprocess.DEVNULL, timeout=60)
+    return tmp
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--build", help="build folder holding pop3d (e.g. build, build/san)")
@@ -139,6 +152,9 @@ def main():
     env["POP3D"] = os.path.abspath(os.path.join(args.build, "pop3d"))
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["CMOCKA_MESSAGE_OUTPUT"] = "stdout"     # the summary lines parsed above
+    corpus_tmp = make_corpus()
+    if corpus_tmp is not None:                   # test_multiline checks every corpus message
+        env["POP3D_CORPUS"] = os.path.join(corpus_tmp.name, "Maildir")
     total_pass = total_fail = total_skip = 0
     t_start = time.monotonic()
 

@@ -8,6 +8,7 @@ import calendar
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -58,6 +59,8 @@ class ExpireRun:
                 continue
             if json_mode:
                 ev = json.loads(line)
+            elif line.startswith("expire: "):           # "expire: unknown user NAME"
+                ev = {"event": "error", "text": line[len("expire: "):]}
             elif line.startswith("expire "):
                 ev = parse_text_line(line)
             else:
@@ -223,6 +226,32 @@ def restart(d, extra_config=None):
     d.stopped = False
     d.start()
     return d
+
+
+def kill_midway(proc, progress, total, timeout=IO_TIMEOUT):
+    """Step proc (a Popen) in tiny slices, SIGCONT then SIGSTOP, looking at progress() (how many
+    of total files are gone) while it is stopped; SIGKILL it while stopped as soon as
+    0 < progress < total, or once it is done, exited or the time is up. Returns the progress at
+    the kill. The kill lands at one instant of the removal loop, as a crash would."""
+    pid = proc.pid
+    deadline = time.monotonic() + timeout
+    n = progress()
+    try:
+        while True:
+            os.kill(pid, signal.SIGSTOP)
+            _, status = os.waitpid(pid, os.WUNTRACED)
+            if not os.WIFSTOPPED(status):            # it exited meanwhile: we reaped it
+                proc.returncode = (-os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                                   else os.WEXITSTATUS(status))
+                return progress()
+            n = progress()
+            if 0 < n or time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                return n
+            os.kill(pid, signal.SIGCONT)
+    finally:
+        if proc.returncode is None:
+            proc.wait(IO_TIMEOUT)
 
 
 # ---------------------------------------------------------------- client helpers

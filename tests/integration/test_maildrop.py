@@ -142,6 +142,18 @@ class LockTest(Pop3TestCase):
         self.assertOK(c.cmd("STAT"))
         c.quit()
 
+    def test_lock_released_at_quit(self):
+        """RFC 1939 §6 QUIT: after UPDATE "the server then releases any exclusive-access lock on
+        the maildrop and closes the TCP connection". A client that got +OK for QUIT may poll
+        again at once, before its old socket is fully closed (here: not closed yet)."""
+        a = self.session(self.d)
+        self.assertOK(a.cmd("QUIT"))
+        b = self.connect(self.d)
+        self.assertOK(b.cmd("USER alice"))
+        st = b.cmd("PASS alice-pw")
+        self.assertOK(st, "maildrop still locked after QUIT's +OK: %r" % st)
+        b.quit()
+
     def test_lock_released_after_drop(self):
         a = self.session(self.d)
         a.close()

@@ -23,7 +23,7 @@ import time
 import unittest
 
 from harness import (IO_TIMEOUT, Client, Closed, Pop3TestCase, deliver, expected_retr, make_maildir,
-                     parse_list, run_tool)
+                     parse_list, pop3_size, run_tool)
 from tlsutil import (SNI_NAMES, TOOL_TIMEOUT, TlsClient, ToolMixin, capa_names, class_daemon,
                      client_context, fetchmail_form, files_in, getmail_form, lf_form,
                      maildir_files, message_id, sasl_mechs, test_certs, vm_rss_kb, wait_stable,
@@ -114,6 +114,13 @@ class TlsCase(Pop3TestCase):
         st, data = c.cmd_multi("CAPA")
         self.assertOK(st)
         return data
+
+    def port_of(self, c):
+        """The local port of tracked client c (also after it was closed)."""
+        for tc, key, _n in self.tracked:
+            if tc is c:
+                return int(key.split("port=")[1].split(" ")[0])
+        raise AssertionError("not tracked")
 
     def failure_line(self, port):
         """The daemon's "tls handshake failed" line for the client that used port."""
@@ -420,7 +427,8 @@ class StlsTest(TlsCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        deliver(cls.d.maildir("alice"), b"Subject: one\n\nbody\n")
+        cls.msg = b"Subject: one\n\nbody\n"
+        deliver(cls.d.maildir("alice"), cls.msg)
 
     def test_capa_in_clear_offers_stls_not_plaintext(self):
         """tls-only, untrusted: no USER, no SASL PLAIN/LOGIN; SCRAM-SHA-256 stays (a SCRAM user
@@ -450,7 +458,7 @@ class StlsTest(TlsCase):
         # the same session upgrades and logs in
         c.stls()
         c.login("alice", "alice-pw")
-        self.assertEqual(c.cmd("STAT"), b"+OK 1 20")
+        self.assertEqual(c.cmd("STAT"), b"+OK 1 %d" % pop3_size(self.msg))
         c.quit()
 
     def test_capa_after_stls_and_after_login_has_no_stls(self):
@@ -540,14 +548,8 @@ class StlsTest(TlsCase):
                 # closed by the server's timer: not before it, and not long after
                 self.assertGreaterEqual(results[name], timeout - 0.25, results)
                 self.assertLess(results[name], timeout + 2.0, results)
-                line = self.failure_line(c.sock.getsockname()[1] if False else self.port_of(c))
+                line = self.failure_line(self.port_of(c))
                 self.assertIn("timeout", line)
-
-    def port_of(self, c):
-        for tc, key, _n in self.tracked:
-            if tc is c:
-                return int(key.split("port=")[1].split(" ")[0])
-        raise AssertionError("not tracked")
 
     def test_garbage_instead_of_client_hello(self):
         for name, port, pre in (("implicit-http", self.d.tls_port, None),
@@ -662,14 +664,12 @@ class Tls13OnlyTest(TlsCase):
         c = self.track(TlsClient(self.d.tls_port, greeting=False))
         with self.assertRaises((ssl.SSLError, ConnectionError)):
             c.start_tls(ctx)
-        line = self.d.wait_log("ip=127.0.0.1 port=%d: " % c.sock.getsockname()[1]
-                               if False else "tls handshake failed")
-        self.assertRegex(line, "(?i)version|protocol")
+        self.assertRegex(self.failure_line(self.port_of(c)), "(?i)version|protocol")
         # STLS too
         c = self.plain()
         with self.assertRaises((ssl.SSLError, ConnectionError)):
             c.stls(ctx)
-        self.d.wait_log("tls handshake failed", count=2)
+        self.assertRegex(self.failure_line(self.port_of(c)), "(?i)version|protocol")
 
     def test_tls_1_3_client_accepted(self):
         c = self.tls(client_context(None, minimum=ssl.TLSVersion.TLSv1_3))
@@ -704,14 +704,12 @@ class SlowReaderTest(TlsCase):
         c.send(b"RETR 1\r\n")                 # and read nothing
         # the server stops sending once our window and its socket buffer are full: wait until
         # nothing more arrives in our receive queue and its memory stays put
-        state, stable = wait_stable(lambda: (fionread(c.sock), vm_rss_kb(pid)) and
-                                    fionread(c.sock) + vm_rss_kb(pid) * 1024,
-                                    tolerance=128 * 1024, interval=0.1, stable_for=5,
-                                    timeout=15)
-        self.assertTrue(stable, "the server kept sending (or its memory kept changing)")
-        queued = fionread(c.sock)
+        queued, stable = wait_stable(lambda: fionread(c.sock), tolerance=0, stable_for=5)
+        self.assertTrue(stable, "the server kept sending; %d octets queued" % queued)
+        after, stable = wait_stable(lambda: vm_rss_kb(pid), tolerance=128, stable_for=5)
+        self.assertTrue(stable, "pop3d's VmRSS kept changing: %d KiB, %d KiB before"
+                        % (after, before))
         self.assertGreater(queued, 0, "nothing of the RETR arrived")
-        after = vm_rss_kb(pid)
         self.assertLess(after - before, 8 * 1024,
                         "VmRSS grew %d KiB while a client did not read a %d MB RETR"
                         % (after - before, self.BIG >> 20))
@@ -727,8 +725,6 @@ class SlowReaderTest(TlsCase):
         c.close()
         line = self.d.wait_log("ip=127.0.0.1 port=%d tls=" % port)
         self.assertIn("retr=0", line)
-
-    port_of = StlsTest.port_of
 
 
 if __name__ == "__main__":
