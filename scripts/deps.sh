@@ -16,6 +16,7 @@ have_pc libuv || want libuv1-dev
 have_pc openssl || want libssl-dev
 have_pc libconfig || want libconfig-dev
 have_pc libxcrypt || want libcrypt-dev
+have_pc libsystemd || want libsystemd-dev
 command -v openssl >/dev/null 2>&1 || want openssl
 
 if [ "$mode" = test ]; then

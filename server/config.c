@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <syslog.h>           /* LOG_MAIL etc.: log.facility */
 
 /* PATH_MAX only: <limits.h> would also bring glibc's LOGIN_NAME_MAX, which
  * clashes with server/limits.h. */
@@ -21,10 +22,12 @@
 
 #include "server/config.h"
 #include "server/limits.h"
+#include "server/log.h"       /* enum log_level: log.level */
 
 /*
  * What a table entry holds and how it is stored at base + off:
  *   F_UINT    libconfig int or int64 in [min, max]; stored in an unsigned field of size sz
+ *   F_BOOL    true or false; stored as 1 or 0 in an int; def is the default
  *   F_MS      seconds as float or int; stored as milliseconds in a uint32_t;
  *             min, max and def are in milliseconds
  *   F_ENUM    one of the strings in names[]; stored as its value in an enum field
@@ -35,7 +38,7 @@
  *             (list->elem), or of strings (list->scalar; a libconfig array
  *             [ ... ] is accepted too)
  */
-enum ftype { F_UINT, F_MS, F_ENUM, F_STRING, F_PATH, F_GROUP, F_LIST };
+enum ftype { F_UINT, F_BOOL, F_MS, F_ENUM, F_STRING, F_PATH, F_GROUP, F_LIST };
 
 struct ctx;
 struct group;
@@ -65,7 +68,7 @@ struct field {
 	const char *name;
 	enum ftype  type;
 	int         required;
-	long long   min, max, def;      /* F_UINT, F_MS; def also for F_ENUM */
+	long long   min, max, def;      /* F_UINT, F_MS; def also for F_BOOL, F_ENUM */
 	size_t      off, sz;            /* destination; unused for F_GROUP */
 	const struct enum_name *names;  /* F_ENUM, ended by a NULL name */
 	const struct group     *sub;    /* F_GROUP */
@@ -180,7 +183,8 @@ set_defaults(const struct group *g, void *base)
 
 	for (i = 0; i < g->nfields; i++) {
 		f = &g->fields[i];
-		if (f->type == F_UINT || f->type == F_MS || f->type == F_ENUM)
+		if (f->type == F_UINT || f->type == F_BOOL || f->type == F_MS
+		    || f->type == F_ENUM)
 			store_uint(base, f, (uint64_t)f->def);
 		else if (f->type == F_GROUP)
 			set_defaults(f->sub, base);
@@ -339,6 +343,29 @@ check_user(const char *s)
 {
 	if (strlen(s) > LOGIN_MAX)
 		return "must be at most 255 octets";
+	return NULL;
+}
+
+/*
+ * A user or group name for process.user and process.group: 1..64 octets of
+ * letters, digits, '.', '_' and '-' (what useradd and groupadd accept
+ * everywhere), not starting with '-'. Whether it exists is for the privilege
+ * drop at startup to say: the config may be checked on another host.
+ */
+#define ACCOUNT_NAME_MAX 64
+static const char *
+check_account(const char *s)
+{
+	const char *p;
+
+	if (s[0] == '-')
+		return "must not start with '-'";
+	if (strlen(s) > ACCOUNT_NAME_MAX)
+		return "must be at most 64 characters";
+	for (p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+		    || (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+			return "must be a name of letters, digits, '.', '_' and '-'";
 	return NULL;
 }
 
@@ -520,7 +547,7 @@ parse_field(struct ctx *c, const config_setting_t *s, const char *prefix,
 	long long v;
 	double sec;
 	size_t i;
-	char sub[128], choices[128];
+	char sub[128], choices[192];
 
 	switch (f->type) {
 	case F_UINT:
@@ -536,6 +563,15 @@ parse_field(struct ctx *c, const config_setting_t *s, const char *prefix,
 			return;
 		}
 		store_uint(base, f, (uint64_t)v);
+		return;
+
+	case F_BOOL:
+		if (type != CONFIG_TYPE_BOOL) {
+			report(c, s, prefix, f->name, "must be true or false, not %s",
+			    type_name(type));
+			return;
+		}
+		store_uint(base, f, config_setting_get_bool(s) ? 1 : 0);
 		return;
 
 	case F_MS:
@@ -654,6 +690,19 @@ parse_group(struct ctx *c, const config_setting_t *s, const char *prefix,
 #endif
 #ifndef EXPIRE_INTERVAL_DEFAULT
 #define EXPIRE_INTERVAL_DEFAULT       3600    /* seconds between expiry sweeps */
+#endif
+/* Likewise for the operations settings (process, log, limits.auth_backoff_*). */
+#ifndef SHUTDOWN_GRACE_DEFAULT
+#define SHUTDOWN_GRACE_DEFAULT        10      /* seconds sessions may finish after SIGTERM */
+#endif
+#ifndef AUTH_BACKOFF_BASE_DEFAULT_MS
+#define AUTH_BACKOFF_BASE_DEFAULT_MS  1000    /* first extra delay per address, doubled */
+#endif
+#ifndef AUTH_BACKOFF_MAX_DEFAULT_MS
+#define AUTH_BACKOFF_MAX_DEFAULT_MS   60000   /* its cap */
+#endif
+#ifndef AUTH_BACKOFF_FORGET_DEFAULT
+#define AUTH_BACKOFF_FORGET_DEFAULT   900     /* seconds without a failure to start over */
 #endif
 
 static int
@@ -802,6 +851,7 @@ check_limits(struct ctx *c, const config_setting_t *s, const char *prefix,
     void *base, int clean)
 {
 	const struct config *cfg = base;
+	const struct backoff_cfg *b = &cfg->backoff;
 	const config_setting_t *m = config_setting_get_member(s, "max_connections_per_ip");
 
 	if (!clean)
@@ -810,6 +860,55 @@ check_limits(struct ctx *c, const config_setting_t *s, const char *prefix,
 		report(c, m ? m : s, prefix, "max_connections_per_ip",
 		    "is %u, more than max_connections (%u)",
 		    (unsigned)cfg->max_connections_per_ip, (unsigned)cfg->max_connections);
+	/* base is at most 60 s and max defaults to 60 s: only a max written can be lower. */
+	m = config_setting_get_member(s, "auth_backoff_max");
+	if (b->base_ms > 0 && b->max_ms < b->base_ms)
+		report(c, m ? m : s, prefix, "auth_backoff_max",
+		    "is %g seconds, less than auth_backoff_base (%g seconds); "
+		    "set auth_backoff_base = 0 to turn the backoff off",
+		    (double)b->max_ms / 1000.0, (double)b->base_ms / 1000.0);
+}
+
+/* proxy_trusted goes with proxy_protocol = true, and only with it. */
+static void
+check_listen_entry(struct ctx *c, const config_setting_t *s, const char *prefix,
+    void *base, int clean)
+{
+	const struct listen_cfg *l = base;
+	const config_setting_t *pp = config_setting_get_member(s, "proxy_protocol");
+	const config_setting_t *pt = config_setting_get_member(s, "proxy_trusted");
+	int type = pt != NULL ? config_setting_type(pt) : CONFIG_TYPE_NONE;
+
+	(void)clean;
+	/* A wrong type is reported on its own; there is nothing to compare then. */
+	if (pp != NULL && config_setting_type(pp) != CONFIG_TYPE_BOOL)
+		return;
+	if (!l->proxy_protocol) {
+		if (pt != NULL)
+			report(c, pt, prefix, "proxy_trusted",
+			    "is only allowed with proxy_protocol = true");
+		return;
+	}
+	if (pt == NULL)
+		report(c, s, prefix, "proxy_trusted",
+		    "required setting is missing (proxy_protocol is true)");
+	else if ((type == CONFIG_TYPE_LIST || type == CONFIG_TYPE_ARRAY)
+	    && config_setting_length(pt) == 0)
+		report(c, pt, prefix, "proxy_trusted",
+		    "needs at least 1 entry when proxy_protocol is true");
+}
+
+/* pop3d changes its group only when it changes its user. */
+static void
+check_process(struct ctx *c, const config_setting_t *s, const char *prefix,
+    void *base, int clean)
+{
+	const config_setting_t *g = config_setting_get_member(s, "group");
+
+	(void)base;
+	(void)clean;
+	if (g != NULL && config_setting_get_member(s, "user") == NULL)
+		report(c, g, prefix, "group", "needs process.user as well");
 }
 
 static const struct enum_name tls_mode_names[] = {
@@ -844,6 +943,13 @@ check_root(struct ctx *c, const config_setting_t *s, const char *prefix,
 	}
 }
 
+static const struct list proxy_trusted_list = {
+	.scalar = parse_cidr, .elem_size = sizeof(struct cidr),
+	.arr_off = offsetof(struct listen_cfg, proxy_trusted),
+	.count_off = offsetof(struct listen_cfg, nproxy_trusted),
+	.line_off = NO_OFF,
+};
+
 static const struct field listen_fields[] = {
 	{ .name = "address", .type = F_STRING, .required = 1,
 	  .off = AT(struct listen_cfg, address), .check = check_address },
@@ -851,8 +957,13 @@ static const struct field listen_fields[] = {
 	  .off = AT(struct listen_cfg, port) },
 	{ .name = "tls", .type = F_ENUM, .def = TLS_NONE,
 	  .off = AT(struct listen_cfg, tls), .names = tls_mode_names },
+	{ .name = "proxy_protocol", .type = F_BOOL, .def = 0,
+	  .off = AT(struct listen_cfg, proxy_protocol) },
+	{ .name = "proxy_trusted", .type = F_LIST, .list = &proxy_trusted_list },
 };
-static const struct group listen_group = { listen_fields, NFIELDS(listen_fields), NULL, NULL };
+static const struct group listen_group = {
+	listen_fields, NFIELDS(listen_fields), NULL, check_listen_entry
+};
 
 static const struct list listen_list = {
 	.elem = &listen_group, .elem_size = sizeof(struct listen_cfg),
@@ -895,6 +1006,13 @@ static const struct group maildrop_group = {
 	maildrop_fields, NFIELDS(maildrop_fields), NULL, NULL
 };
 
+static const struct list limits_trusted_list = {
+	.scalar = parse_cidr, .elem_size = sizeof(struct cidr),
+	.arr_off = offsetof(struct config, backoff.trusted),
+	.count_off = offsetof(struct config, backoff.ntrusted),
+	.line_off = NO_OFF,
+};
+
 static const struct field limits_fields[] = {
 	{ .name = "idle_timeout", .type = F_UINT, .min = 1, .max = 86400,
 	  .def = IDLE_TIMEOUT_DEFAULT, .off = AT(struct config, idle_timeout) },
@@ -903,6 +1021,13 @@ static const struct field limits_fields[] = {
 	{ .name = "max_connections_per_ip", .type = F_UINT, .min = 1, .max = 1000000,
 	  .def = MAX_CONNECTIONS_PER_IP_DEFAULT,
 	  .off = AT(struct config, max_connections_per_ip) },
+	{ .name = "auth_backoff_base", .type = F_MS, .min = 0, .max = 60000,
+	  .def = AUTH_BACKOFF_BASE_DEFAULT_MS, .off = AT(struct config, backoff.base_ms) },
+	{ .name = "auth_backoff_max", .type = F_MS, .min = 0, .max = 3600000,
+	  .def = AUTH_BACKOFF_MAX_DEFAULT_MS, .off = AT(struct config, backoff.max_ms) },
+	{ .name = "auth_backoff_forget", .type = F_UINT, .min = 1, .max = 86400,
+	  .def = AUTH_BACKOFF_FORGET_DEFAULT, .off = AT(struct config, backoff.forget) },
+	{ .name = "trusted", .type = F_LIST, .list = &limits_trusted_list },
 };
 static const struct group limits_group = {
 	limits_fields, NFIELDS(limits_fields), NULL, check_limits
@@ -1014,6 +1139,61 @@ static const struct group policy_group = {
 	policy_fields, NFIELDS(policy_fields), begin_policy, check_policy
 };
 
+static const struct enum_name log_target_names[] = {
+	{ "stderr", LOGT_STDERR },
+	{ "syslog", LOGT_SYSLOG },
+	{ NULL, 0 },
+};
+
+static const struct enum_name log_facility_names[] = {
+	{ "mail",   LOG_MAIL },
+	{ "daemon", LOG_DAEMON },
+	{ "user",   LOG_USER },
+	{ "local0", LOG_LOCAL0 },
+	{ "local1", LOG_LOCAL1 },
+	{ "local2", LOG_LOCAL2 },
+	{ "local3", LOG_LOCAL3 },
+	{ "local4", LOG_LOCAL4 },
+	{ "local5", LOG_LOCAL5 },
+	{ "local6", LOG_LOCAL6 },
+	{ "local7", LOG_LOCAL7 },
+	{ NULL, 0 },
+};
+
+/* Our levels (server/log.h), not syslog's priorities: log.c maps them. */
+static const struct enum_name log_level_names[] = {
+	{ "error",   LOG_ERR },
+	{ "warning", LOG_WARN },
+	{ "info",    LOG_INFO },
+	{ "debug",   LOG_DEBUG },
+	{ NULL, 0 },
+};
+
+static const struct field log_fields[] = {
+	{ .name = "target", .type = F_ENUM, .def = LOGT_STDERR,
+	  .off = AT(struct config, log.target), .names = log_target_names },
+	/* Kept with target = "stderr" too, so switching target is one edit. */
+	{ .name = "facility", .type = F_ENUM, .def = LOG_MAIL,
+	  .off = AT(struct config, log.facility), .names = log_facility_names },
+	{ .name = "level", .type = F_ENUM, .def = LOG_INFO,
+	  .off = AT(struct config, log.level), .names = log_level_names },
+};
+static const struct group log_group = { log_fields, NFIELDS(log_fields), NULL, NULL };
+
+static const struct field process_fields[] = {
+	{ .name = "user", .type = F_STRING, .off = AT(struct config, process.user),
+	  .check = check_account },
+	{ .name = "group", .type = F_STRING, .off = AT(struct config, process.group),
+	  .check = check_account },
+	{ .name = "allow_root", .type = F_BOOL, .def = 0,
+	  .off = AT(struct config, process.allow_root) },
+	{ .name = "shutdown_grace", .type = F_UINT, .min = 0, .max = 3600,
+	  .def = SHUTDOWN_GRACE_DEFAULT, .off = AT(struct config, process.shutdown_grace) },
+};
+static const struct group process_group = {
+	process_fields, NFIELDS(process_fields), NULL, check_process
+};
+
 static const struct field root_fields[] = {
 	{ .name = "listen",   .type = F_LIST,  .required = 1, .list = &listen_list },
 	{ .name = "auth",     .type = F_GROUP, .required = 1, .sub = &auth_group },
@@ -1021,6 +1201,8 @@ static const struct field root_fields[] = {
 	{ .name = "limits",   .type = F_GROUP, .sub = &limits_group },
 	{ .name = "tls",      .type = F_GROUP, .sub = &tls_group },
 	{ .name = "policy",   .type = F_GROUP, .sub = &policy_group },
+	{ .name = "log",      .type = F_GROUP, .sub = &log_group },
+	{ .name = "process",  .type = F_GROUP, .sub = &process_group },
 };
 static const struct group root_group = { root_fields, NFIELDS(root_fields), NULL, check_root };
 

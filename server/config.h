@@ -21,10 +21,15 @@ enum tls_mode {
 	TLS_IMPLICIT          /* TLS from the first byte (RFC 8314, port 995) */
 };
 
+struct cidr;
+
 struct listen_cfg {
 	char     *address;    /* numeric IPv4 or IPv6 address */
 	uint16_t  port;
 	int       tls;        /* enum tls_mode; listen[].tls, default "none" */
+	int       proxy_protocol;      /* listen[].proxy_protocol: a PROXY v1/v2 header is required */
+	struct cidr *proxy_trusted;    /* listen[].proxy_trusted: peers allowed to send it */
+	size_t    nproxy_trusted;      /* (required, non-empty, when proxy_protocol is true) */
 	int       line;       /* config line of the entry, for messages */
 };
 
@@ -85,6 +90,32 @@ struct policy_cfg {
 	uint32_t                expire_interval;  /* seconds, 60..604800, default 3600 */
 };
 
+enum log_target { LOGT_STDERR, LOGT_SYSLOG };
+
+struct log_cfg {
+	int       target;          /* enum log_target; log.target, default "stderr" */
+	int       facility;        /* syslog LOG_MAIL etc.; log.facility, default "mail" */
+	int       level;           /* enum log_level (server/log.h); log.level, default "info" */
+};
+
+struct process_cfg {
+	char     *user;            /* process.user: drop to this user after binding; NULL = stay */
+	char     *group;           /* process.group: default the user's primary group */
+	int       allow_root;      /* process.allow_root: serve sessions as root (default false) */
+	uint32_t  shutdown_grace;  /* process.shutdown_grace: seconds sessions may finish after
+	                              SIGTERM before they are closed; 0..3600, default 10 */
+};
+
+struct backoff_cfg {
+	uint32_t     base_ms;      /* limits.auth_backoff_base: first extra delay, seconds (float),
+	                              doubled per further failure; 0 = off; default 1 */
+	uint32_t     max_ms;       /* limits.auth_backoff_max: cap, seconds; default 60 */
+	uint32_t     forget;       /* limits.auth_backoff_forget: seconds without failure after
+	                              which an address starts again from zero; default 900 */
+	struct cidr *trusted;      /* limits.trusted: exempt from the backoff and per-IP cap */
+	size_t       ntrusted;
+};
+
 struct config {
 	char              *path;          /* the config file as given */
 	char              *dir;           /* its folder: base for relative paths */
@@ -104,6 +135,9 @@ struct config {
 	uint32_t           max_connections;
 	uint32_t           max_connections_per_ip;
 
+	struct backoff_cfg backoff;       /* in the limits group */
+	struct log_cfg     log;           /* the log group */
+	struct process_cfg process;       /* the process group */
 	struct tls_cfg     tls;           /* the tls group */
 	struct policy_cfg  policy;        /* the policy group */
 };

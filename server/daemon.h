@@ -11,11 +11,9 @@
 #include "policy/rules.h"
 #include "server/ipcount.h"
 
-struct config;
-struct users;
+struct conf_set;
 struct session;
 struct listener;
-struct tls_ctx;
 
 struct counters {
 	uint64_t connections;     /* accepted */
@@ -24,16 +22,18 @@ struct counters {
 	uint64_t login_failures;
 	uint64_t retr_msgs;
 	uint64_t retr_bytes;
-	uint64_t deleted;
+	uint64_t deleted;          /* all removals */
+	uint64_t deleted_dele;     /* at UPDATE: the client's DELE */
+	uint64_t deleted_download; /* at UPDATE: retention = delete */
+	uint64_t expired;          /* by expiry sweeps (keep_days, unread_days, ...) */
+	uint64_t reloads;
 };
 
 struct daemon {
 	uv_loop_t        *loop;
-	struct config    *cfg;
-	struct users     *users;          /* reference held; sessions take their own */
-	struct tls_ctx   *tls;            /* NULL when no listener uses TLS */
-	struct rules     *rules;          /* retention policy table */
-	struct capa_summary capa;         /* EXPIRE / LOGIN-DELAY shown before login */
+	const char       *config_path;
+	struct conf_set  *cur;            /* the configuration new sessions get (SIGHUP swaps it);
+	                                     sessions and sweeps hold references to theirs */
 	uv_timer_t        expire_timer;   /* periodic expiry sweep */
 	int               expire_running; /* a sweep is on the thread pool */
 
@@ -47,6 +47,9 @@ struct daemon {
 
 	uv_signal_t       sig_term;
 	uv_signal_t       sig_int;
+	uv_signal_t       sig_hup;
+	uv_signal_t       sig_usr1;
+	uv_timer_t        grace_timer;    /* shutdown: how long sessions may still finish */
 	int               stopping;
 
 	char              hostname[64];   /* for APOP timestamps, truncated */

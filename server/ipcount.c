@@ -13,7 +13,9 @@
 struct ipcount_node {
 	struct ipcount_node *next;
 	struct ipkey         key;
-	uint32_t             count;
+	uint32_t             count;        /* live connections */
+	uint32_t             fails;        /* authentication failures not yet forgotten */
+	uint64_t             last_fail_ms;
 };
 
 static size_t
@@ -69,6 +71,20 @@ ipcount_free(struct ipcount *t)
 	t->n = 0;
 }
 
+static struct ipcount_node *
+node_new(struct ipcount *t, const struct ipkey *k, size_t h)
+{
+	struct ipcount_node *p = calloc(1, sizeof *p);
+
+	if (p == NULL)
+		return NULL;
+	p->key = *k;
+	p->next = t->bucket[h];
+	t->bucket[h] = p;
+	t->n++;
+	return p;
+}
+
 long
 ipcount_acquire(struct ipcount *t, const struct ipkey *k, uint32_t max)
 {
@@ -84,14 +100,10 @@ ipcount_acquire(struct ipcount *t, const struct ipkey *k, uint32_t max)
 	}
 	if (max == 0)
 		return 0;
-	p = malloc(sizeof *p);
+	p = node_new(t, k, h);
 	if (p == NULL)
 		return -1;
-	p->key = *k;
 	p->count = 1;
-	p->next = t->bucket[h];
-	t->bucket[h] = p;
-	t->n++;
 	return 1;
 }
 
@@ -104,7 +116,7 @@ ipcount_release(struct ipcount *t, const struct ipkey *k)
 		struct ipcount_node *p = *pp;
 		if (!ipkey_eq(&p->key, k))
 			continue;
-		if (--p->count == 0) {
+		if (--p->count == 0 && p->fails == 0) {
 			*pp = p->next;
 			free(p);
 			t->n--;
@@ -146,4 +158,85 @@ cidr_list_contains(const struct cidr *v, size_t n, const struct sockaddr_storage
 			return 1;
 	}
 	return 0;
+}
+
+/* Forget failure records older than forget_ms; free nodes left with nothing. */
+static void
+forget_old(struct ipcount *t, uint64_t now_ms, uint64_t forget_ms)
+{
+	size_t i;
+
+	for (i = 0; i < t->nbucket; i++) {
+		struct ipcount_node **pp = &t->bucket[i];
+		while (*pp != NULL) {
+			struct ipcount_node *p = *pp;
+			if (p->fails > 0 && now_ms - p->last_fail_ms >= forget_ms)
+				p->fails = 0;
+			if (p->count == 0 && p->fails == 0) {
+				*pp = p->next;
+				free(p);
+				t->n--;
+			} else {
+				pp = &p->next;
+			}
+		}
+	}
+	t->last_forget_ms = now_ms;
+}
+
+long
+ipcount_fail(struct ipcount *t, const struct ipkey *k, uint64_t now_ms, uint64_t forget_ms)
+{
+	size_t h;
+	struct ipcount_node *p;
+
+	if (now_ms - t->last_forget_ms >= forget_ms)
+		forget_old(t, now_ms, forget_ms);
+	h = ipkey_hash(k, t->nbucket);
+	for (p = t->bucket[h]; p != NULL; p = p->next)
+		if (ipkey_eq(&p->key, k))
+			break;
+	if (p == NULL) {
+		if (t->n >= IPCOUNT_FAIL_MAX)
+			return 0;
+		p = node_new(t, k, h);
+		if (p == NULL)
+			return -1;
+	}
+	if (p->fails > 0 && now_ms - p->last_fail_ms >= forget_ms)
+		p->fails = 0;
+	if (p->fails < UINT32_MAX)
+		p->fails++;
+	p->last_fail_ms = now_ms;
+	return (long)p->fails;
+}
+
+void
+ipkey_for_backoff(const struct ipkey *peer, struct ipkey *out)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	memset(out, 0, sizeof *out);
+	if (peer->len == 16 && memcmp(peer->addr, mapped, sizeof mapped) == 0) {
+		out->len = 4;
+		memcpy(out->addr, peer->addr + 12, 4);
+	} else if (peer->len == 16) {
+		out->len = 8;   /* one IPv6 /64: what a single subscriber usually gets */
+		memcpy(out->addr, peer->addr, 8);
+	} else {
+		*out = *peer;
+	}
+}
+
+uint64_t
+backoff_delay_ms(uint32_t base_ms, uint32_t max_ms, long failures)
+{
+	uint64_t d = base_ms;
+	long i;
+
+	if (base_ms == 0 || failures <= 0)
+		return 0;
+	for (i = 1; i < failures && d < max_ms; i++)
+		d *= 2;
+	return d < max_ms ? d : max_ms;
 }

@@ -34,6 +34,9 @@
 #define BAD_CMDS_AUTH        10
 #define BAD_CMDS_TRANS       20
 
+/* A PROXY protocol header must arrive this soon after the balancer connects. */
+#define PROXY_TIMEOUT_MS     3000
+
 /* RFC 1939 §3: the autologout timer is at least 10 minutes. */
 #define IDLE_TIMEOUT_DEFAULT 600
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "server/config.h"
+#include "server/confset.h"
 #include "server/daemon.h"
 #include "server/listen.h"
 #include "server/log.h"
@@ -34,7 +35,6 @@ listen_one(struct daemon *d, struct listener *l, const struct listen_cfg *c)
 	int r;
 
 	l->d = d;
-	l->cfg = c;
 	if (strchr(c->address, ':') != NULL) {
 		snprintf(l->name, sizeof l->name, "[%s]:%u", c->address, c->port);
 		r = uv_ip6_addr(c->address, c->port, (struct sockaddr_in6 *)&ss);
@@ -68,15 +68,19 @@ listen_open_all(struct daemon *d)
 {
 	size_t i;
 
-	d->listeners = calloc(d->cfg->nlisten, sizeof *d->listeners);
+	const struct config *cfg = d->cur->cfg;
+
+	d->listeners = calloc(cfg->nlisten, sizeof *d->listeners);
 	if (d->listeners == NULL) {
 		log_msg(LOG_ERR, "listen: out of memory");
 		return -1;
 	}
-	d->nlisteners = d->cfg->nlisten;
-	for (i = 0; i < d->nlisteners; i++)
-		if (listen_one(d, &d->listeners[i], &d->cfg->listen[i]) != 0)
+	d->nlisteners = cfg->nlisten;
+	for (i = 0; i < d->nlisteners; i++) {
+		d->listeners[i].index = i;
+		if (listen_one(d, &d->listeners[i], &cfg->listen[i]) != 0)
 			return -1;
+	}
 	return 0;
 }
 

@@ -12,7 +12,7 @@ struct daemon;
 struct listener {
 	uv_tcp_t        tcp;
 	struct daemon  *d;
-	const struct listen_cfg *cfg;
+	size_t          index;      /* its entry in every generation's listen list */
 	char            name[80];   /* "addr:port" for logs */
 	int             open;
 };

@@ -1,36 +1,82 @@
 /*
- * log: formats and writes log lines. Holds only the process-wide level (like
- * syslog's own state); never sees a password, callers pass escaped text.
+ * log: formats and writes log lines, to stderr or syslog. Holds only the
+ * process-wide level and target (like syslog's own state), in atomics, and
+ * no buffer outside a call; never sees a password, callers pass escaped text.
  */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
+/*
+ * syslog's priorities for our levels, indexed by enum log_level, taken before
+ * server/log.h reuses the names LOG_ERR, LOG_INFO and LOG_DEBUG for its enum.
+ */
+static const int syslog_prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+
+#include "server/config.h"
 #include "server/log.h"
 
-static enum log_level log_min = LOG_INFO;
+#define LOG_LINE_MAX 2048
+
+/* Written at startup (and on a reload), read by every thread that logs. */
+static atomic_int log_min = LOG_INFO;
+static atomic_int log_syslog;           /* 1: syslog is open and in use */
 
 static const char *const level_name[] = { "error", "warning", "info", "debug" };
+
+_Static_assert(sizeof(syslog_prio) / sizeof(syslog_prio[0]) == LOG_DEBUG + 1,
+    "one syslog priority per level");
 
 void
 log_set_level(enum log_level min)
 {
-	log_min = min;
+	atomic_store(&log_min, (int)min);
+}
+
+void
+log_open(const struct log_cfg *c)
+{
+	atomic_store(&log_min, c->level);
+	if (c->target == LOGT_SYSLOG) {
+		/* Open before switching, so no line goes to a syslog not yet set up. */
+		openlog("pop3d", LOG_PID | LOG_NDELAY, c->facility);
+		atomic_store(&log_syslog, 1);
+	} else {
+		log_close();
+	}
+}
+
+void
+log_close(void)
+{
+	/* Switch first: a thread that still saw 1 calls syslog(), which is safe. */
+	if (atomic_exchange(&log_syslog, 0))
+		closelog();
 }
 
 void
 log_msg(enum log_level lvl, const char *fmt, ...)
 {
-	char line[2048], stamp[32];
+	char line[LOG_LINE_MAX], stamp[32];
 	struct tm tm;
 	time_t now;
 	va_list ap;
 	int off;
 
-	if (lvl > log_min)
+	if ((int)lvl < 0 || (int)lvl > atomic_load(&log_min))
 		return;
+	if (atomic_load(&log_syslog)) {
+		/* syslog adds the time, host and pop3d[PID]; the priority says the level. */
+		va_start(ap, fmt);
+		vsnprintf(line, sizeof line, fmt, ap);
+		va_end(ap);
+		syslog(syslog_prio[lvl], "%s", line);
+		return;
+	}
 	now = time(NULL);
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);

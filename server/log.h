@@ -1,9 +1,21 @@
 /*
- * log: one line per event, to stderr (syslog comes with the operations work).
+ * log: one line per event, to stderr or to syslog (log.target).
  * Callers escape untrusted bytes with str_escape before they reach a format.
  */
 #ifndef POP3D_LOG_H
 #define POP3D_LOG_H
+
+/*
+ * <syslog.h> defines LOG_ERR, LOG_INFO and LOG_DEBUG as syslog priorities;
+ * our levels below have the same names. Include it here, once, and drop those
+ * three macros, so every file that includes this header sees our enum whatever
+ * its include order (a later #include <syslog.h> is a no-op). log.c maps our
+ * levels to syslog priorities; LOG_MAIL, LOG_WARNING etc. stay available.
+ */
+#include <syslog.h>
+#undef LOG_ERR
+#undef LOG_INFO
+#undef LOG_DEBUG
 
 enum log_level {
 	LOG_ERR,
@@ -12,10 +24,28 @@ enum log_level {
 	LOG_DEBUG
 };
 
-/* Lines below min are dropped. The default is LOG_INFO. */
+struct log_cfg;
+
+/*
+ * Start logging as c says (the log group of the config): c->level becomes the
+ * minimum, and with target "syslog" the process opens syslog as
+ * openlog("pop3d", LOG_PID | LOG_NDELAY, c->facility) (NDELAY: the socket is
+ * open before a chroot or privilege drop). Call it before any thread logs;
+ * calling it again switches target. Reads c only during the call.
+ */
+void log_open(const struct log_cfg *c);
+
+/* Back to stderr, closing syslog if it was open. The level stays. */
+void log_close(void);
+
+/* Lines below min are dropped. The default is LOG_INFO. Call before threads log. */
 void log_set_level(enum log_level min);
 
-/* Write one line "TIME pop3d[PID]: LEVEL: TEXT" to stderr. */
+/*
+ * One event. On stderr: one write of "TIME pop3d[PID]: LEVEL: TEXT\n" (TIME in
+ * UTC, ISO 8601). On syslog: TEXT alone (syslog adds time, host and
+ * pop3d[PID]) at the priority of lvl. Thread-safe; TEXT is cut at about 2 KiB.
+ */
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * main: the startup order and nothing else: arguments, configuration, users,
- * listeners, then the event loop until SIGTERM/SIGINT, then an orderly exit.
- * Never handles a client byte.
+ * listeners, then the event loop with its signals (SIGHUP reload, SIGUSR1
+ * counters, SIGTERM/SIGINT orderly stop). Never handles a client byte.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,6 +19,7 @@
 #include "policy/rules.h"
 #include "server/auth.h"
 #include "server/config.h"
+#include "server/confset.h"
 #include "server/daemon.h"
 #include "server/limits.h"
 #include "server/listen.h"
@@ -58,103 +59,76 @@ diag_print(const struct diag *d, FILE *f)
 		fprintf(f, "(further problems not shown: out of memory)\n");
 }
 
-/* Everything the configuration names, loaded and checked. */
-struct loaded {
-	struct config  *cfg;
-	struct users   *users;
-	struct tls_ctx *tls;
-	struct rules   *rules;
-};
-
-static void
-loaded_free(struct loaded *l)
+/* Load a generation and print/log what is wrong; NULL when it cannot be used. */
+static struct conf_set *
+load_report(const char *path, int to_log, int strict_users)
 {
-	rules_free(l->rules);
-	tls_ctx_free(l->tls);
-	if (l->users != NULL)
-		users_unref(l->users);
-	config_free(l->cfg);
-	memset(l, 0, sizeof *l);
-}
-
-/*
- * Load the config, the users file, the maildrop template and the TLS
- * certificates; every problem goes to d, every warning to w. Returns 0 when
- * the config and users file could be read (d may still hold problems).
- */
-static int
-load_all(const char *path, struct loaded *l, struct diag *d, struct diag *w)
-{
-	struct diag rd = { 0 };
-	char err[256];
+	struct diag e = { 0 }, u = { 0 }, w = { 0 };
+	struct conf_set *cs = conf_set_load(path, &e, &u, &w);
 	size_t i;
 
-	memset(l, 0, sizeof *l);
-	if (config_load(path, &l->cfg, d) != 0)
-		return -1;
-	if (maildrop_template_check(l->cfg->maildrop_path, err, sizeof err) != 0)
-		diag_add(d, "%s: maildrop.path: %s", path, err);
-	if (l->cfg->tls.present)
-		l->tls = tls_ctx_new(&l->cfg->tls, d, w);
-	if (users_load(l->cfg->users_file, &l->users, d) != 0)
-		return -1;
-	l->rules = rules_build(l->cfg, l->users, &rd);
-	/* rules_build reports warnings ("FILE:LINE: warning: ...") with its errors. */
-	for (i = 0; i < rd.n; i++) {
-		if (strstr(rd.msg[i], ": warning: ") != NULL)
-			diag_add(w, "%s", rd.msg[i]);
-		else
-			diag_add(d, "%s", rd.msg[i]);
+	if (cs != NULL && strict_users && (u.n > 0 || u.oom)) {
+		conf_set_unref(cs);   /* pop3d -t: a bad users-file line is a problem too */
+		cs = NULL;
 	}
-	if (l->rules == NULL && rd.n == 0)
-		diag_add(d, "%s: policy: out of memory", path);
-	diag_free(&rd);
-	return 0;
+	if (to_log) {
+		for (i = 0; i < w.n; i++)
+			log_msg(LOG_WARN, "%s", w.msg[i]);
+		/* A bad users-file line must not lock everybody out: logged, the rest served. */
+		for (i = 0; i < u.n; i++)
+			log_msg(LOG_ERR, "%s", u.msg[i]);
+		for (i = 0; i < e.n; i++)
+			log_msg(LOG_ERR, "%s", e.msg[i]);
+	} else {
+		diag_print(&e, stdout);
+		diag_print(&u, stdout);
+		if (cs == NULL)
+			printf("%s: configuration has %zu problem%s\n", path, e.n + u.n,
+			       e.n + u.n == 1 ? "" : "s");
+		else
+			diag_print(&w, stdout);
+	}
+	diag_free(&e);
+	diag_free(&u);
+	diag_free(&w);
+	return cs;
 }
 
 static int
 check_config(const char *path)
 {
-	struct loaded l;
-	struct diag d = { 0 }, w = { 0 };
+	struct conf_set *cs = load_report(path, 0, 1);
+	const struct config *cfg;
 	size_t i, plain = 0;
-	int ok = load_all(path, &l, &d, &w) == 0 && d.n == 0 && !d.oom;
 
-	if (!ok) {
-		diag_print(&d, stdout);
-		diag_print(&w, stdout);
-		fprintf(stdout, "%s: configuration has %zu problem%s\n", path, d.n,
-		        d.n == 1 ? "" : "s");
-	} else {
-		const struct config *cfg = l.cfg;
-		for (i = 0; i < l.users->n; i++)
-			plain += l.users->v[i].scheme == PW_PLAIN;
-		printf("%s: configuration is valid\n", path);
-		for (i = 0; i < cfg->nlisten; i++) {
-			const struct listen_cfg *lc = &cfg->listen[i];
-			int v6 = strchr(lc->address, ':') != NULL;
-			printf("  listen    %s%s%s:%u tls=%s\n", v6 ? "[" : "", lc->address, v6 ? "]" : "",
-			       lc->port, lc->tls == TLS_IMPLICIT ? "implicit" :
-			       lc->tls == TLS_STARTTLS ? "starttls" : "none");
-		}
-		printf("  users     %zu in %s (%zu with {PLAIN}: APOP %s)\n", l.users->n,
-		       cfg->users_file, plain, plain ? "offered" : "not offered");
-		printf("  plaintext %s%s\n", cfg->plaintext == PLAINTEXT_ALWAYS ? "always" : "tls-only",
-		       cfg->nplaintext_trusted > 0 ? " (trusted networks exempt)" : "");
-		printf("  maildrop  %s\n", cfg->maildrop_path);
-		printf("  limits    idle_timeout=%us max_connections=%u max_connections_per_ip=%u\n",
-		       cfg->idle_timeout, cfg->max_connections, cfg->max_connections_per_ip);
-		if (l.tls != NULL)
-			tls_ctx_describe(l.tls, stdout);
-		rules_print(l.rules, l.users, stdout);
-		diag_print(&w, stdout);
-		if (cfg->idle_timeout < IDLE_TIMEOUT_DEFAULT)
-			printf("warning: limits.idle_timeout is below the 10 minutes RFC 1939 asks for\n");
+	if (cs == NULL)
+		return 1;
+	cfg = cs->cfg;
+	for (i = 0; i < cs->users->n; i++)
+		plain += cs->users->v[i].scheme == PW_PLAIN;
+	printf("%s: configuration is valid\n", path);
+	for (i = 0; i < cfg->nlisten; i++) {
+		const struct listen_cfg *lc = &cfg->listen[i];
+		int v6 = strchr(lc->address, ':') != NULL;
+		printf("  listen    %s%s%s:%u tls=%s%s\n", v6 ? "[" : "", lc->address, v6 ? "]" : "",
+		       lc->port, lc->tls == TLS_IMPLICIT ? "implicit" :
+		       lc->tls == TLS_STARTTLS ? "starttls" : "none",
+		       lc->proxy_protocol ? " proxy_protocol" : "");
 	}
-	diag_free(&d);
-	diag_free(&w);
-	loaded_free(&l);
-	return ok ? 0 : 1;
+	printf("  users     %zu in %s (%zu with {PLAIN}: APOP %s)\n", cs->users->n,
+	       cfg->users_file, plain, plain ? "offered" : "not offered");
+	printf("  plaintext %s%s\n", cfg->plaintext == PLAINTEXT_ALWAYS ? "always" : "tls-only",
+	       cfg->nplaintext_trusted > 0 ? " (trusted networks exempt)" : "");
+	printf("  maildrop  %s\n", cfg->maildrop_path);
+	printf("  limits    idle_timeout=%us max_connections=%u max_connections_per_ip=%u\n",
+	       cfg->idle_timeout, cfg->max_connections, cfg->max_connections_per_ip);
+	if (cs->tls != NULL)
+		tls_ctx_describe(cs->tls, stdout);
+	rules_print(cs->rules, cs->users, stdout);
+	if (cfg->idle_timeout < IDLE_TIMEOUT_DEFAULT)
+		printf("warning: limits.idle_timeout is below the 10 minutes RFC 1939 asks for\n");
+	conf_set_unref(cs);
+	return 0;
 }
 
 static int
@@ -202,28 +176,21 @@ hash_password(const char *scheme)
 static int
 expire_once(const char *path, const struct expire_opts *o)
 {
-	struct loaded l;
-	struct diag d = { 0 }, w = { 0 };
 	struct expire_totals t = { 0 };
-	int rc = 1;
+	struct conf_set *cs = load_report(path, 0, 0);
+	int rc;
 
-	if (load_all(path, &l, &d, &w) != 0 || l.rules == NULL) {
-		diag_print(&d, stderr);
-		fprintf(stderr, "pop3d: configuration has problems (check with pop3d -t)\n");
-		goto out;
-	}
-	diag_print(&d, stderr);   /* bad users-file lines: the rest is swept */
-	rc = expire_sweep(l.cfg, l.users, l.rules, o, &t) == 0 && t.failed == 0 ? 0 : 1;
-out:
-	diag_free(&d);
-	diag_free(&w);
-	loaded_free(&l);
+	if (cs == NULL)
+		return 1;
+	rc = expire_sweep(cs->cfg, cs->users, cs->rules, o, &t) == 0 && t.failed == 0 ? 0 : 1;
+	conf_set_unref(cs);
 	return rc;
 }
 
 struct expire_job {
 	uv_work_t            req;
 	struct daemon       *d;
+	struct conf_set     *cs;      /* the generation the sweep runs on */
 	struct expire_totals t;
 	int                  rc;
 };
@@ -236,7 +203,7 @@ expire_work(uv_work_t *req)
 
 	memset(&o, 0, sizeof o);
 	o.now = (int64_t)time(NULL);
-	j->rc = expire_sweep(j->d->cfg, j->d->users, j->d->rules, &o, &j->t);
+	j->rc = expire_sweep(j->cs->cfg, j->cs->users, j->cs->rules, &o, &j->t);
 }
 
 static void
@@ -247,9 +214,11 @@ expire_done(uv_work_t *req, int status)
 	(void)status;
 	j->d->expire_running = 0;
 	j->d->stats.deleted += j->t.removed;
+	j->d->stats.expired += j->t.removed;
 	log_msg(j->rc == 0 ? LOG_INFO : LOG_ERR, "expire sweep users=%zu removed=%zu "
 	        "skipped_in_use=%zu failed=%zu kept_in_doubt=%zu", j->t.users, j->t.removed,
 	        j->t.skipped_locked, j->t.failed, j->t.kept_doubt);
+	conf_set_unref(j->cs);
 	free(j);
 }
 
@@ -266,8 +235,10 @@ on_expire_timer(uv_timer_t *t)
 	if (j == NULL)
 		return;
 	j->d = d;
+	j->cs = conf_set_ref(d->cur);
 	j->req.data = j;
 	if (uv_queue_work(d->loop, &j->req, expire_work, expire_done) != 0) {
+		conf_set_unref(j->cs);
 		free(j);
 		return;
 	}
@@ -275,20 +246,117 @@ on_expire_timer(uv_timer_t *t)
 }
 
 static void
+expire_timer_start(struct daemon *d)
+{
+	uint64_t ms = (uint64_t)d->cur->cfg->policy.expire_interval * 1000;
+
+	uv_timer_start(&d->expire_timer, on_expire_timer, ms, ms);
+}
+
+/* The listen list is bound once, before privileges are dropped: it cannot change live. */
+static int
+same_listeners(const struct config *a, const struct config *b)
+{
+	size_t i;
+
+	if (a->nlisten != b->nlisten)
+		return 0;
+	for (i = 0; i < a->nlisten; i++)
+		if (strcmp(a->listen[i].address, b->listen[i].address) != 0 ||
+		    a->listen[i].port != b->listen[i].port)
+			return 0;
+	return 1;
+}
+
+/* SIGHUP: load a new generation; new sessions use it, running ones keep theirs. */
+static void
+on_reload(uv_signal_t *sig, int signum)
+{
+	struct daemon *d = sig->data;
+	struct conf_set *cs;
+
+	(void)signum;
+	if (d->stopping)
+		return;
+	log_msg(LOG_INFO, "reloading %s", d->config_path);
+	cs = load_report(d->config_path, 1, 0);
+	if (cs == NULL) {
+		log_msg(LOG_ERR, "reload rejected: the configuration has problems; "
+		        "the running one stays in force");
+		return;
+	}
+	if (!same_listeners(d->cur->cfg, cs->cfg)) {
+		log_msg(LOG_ERR, "reload rejected: the listen list changed, which needs a restart; "
+		        "the running configuration stays in force");
+		conf_set_unref(cs);
+		return;
+	}
+	conf_set_unref(d->cur);
+	d->cur = cs;
+	d->stats.reloads++;
+	expire_timer_start(d);
+	log_msg(LOG_INFO, "reloaded users=%zu sessions=%zu (running sessions keep their settings)",
+	        cs->users->n, d->nsessions);
+}
+
+/* SIGUSR1: one line with every counter. */
+static void
+on_counters(uv_signal_t *sig, int signum)
+{
+	struct daemon *d = sig->data;
+	const struct counters *c = &d->stats;
+
+	(void)signum;
+	log_msg(LOG_INFO, "counters connections=%llu refused=%llu sessions_open=%zu logins=%llu "
+	        "login_failures=%llu retr=%llu retr_bytes=%llu deleted=%llu deleted_dele=%llu "
+	        "deleted_download=%llu deleted_expire=%llu reloads=%llu",
+	        (unsigned long long)c->connections, (unsigned long long)c->refused, d->nsessions,
+	        (unsigned long long)c->logins, (unsigned long long)c->login_failures,
+	        (unsigned long long)c->retr_msgs, (unsigned long long)c->retr_bytes,
+	        (unsigned long long)c->deleted, (unsigned long long)c->deleted_dele,
+	        (unsigned long long)c->deleted_download, (unsigned long long)c->expired,
+	        (unsigned long long)c->reloads);
+}
+
+static void
+on_grace_over(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+
+	log_msg(LOG_INFO, "shutdown grace period over: closing %zu sessions", d->nsessions);
+	session_close_all(d, "shutdown");
+}
+
+/*
+ * SIGTERM/SIGINT: stop accepting, let sessions finish for process.shutdown_grace
+ * seconds, then close the rest without UPDATE (one already in UPDATE finishes).
+ * The loop ends when the last handle is closed.
+ */
+static void
 on_stop(uv_signal_t *sig, int signum)
 {
 	struct daemon *d = sig->data;
+	uint32_t grace = d->cur->cfg->process.shutdown_grace;
 
-	if (d->stopping)
+	if (d->stopping) {   /* a second signal: do not wait any longer */
+		session_close_all(d, "shutdown");
 		return;
+	}
 	d->stopping = 1;
-	log_msg(LOG_INFO, "shutting down on %s sessions=%zu", signum == SIGTERM ? "SIGTERM" :
-	        "SIGINT", d->nsessions);
+	log_msg(LOG_INFO, "shutting down on %s sessions=%zu grace=%us",
+	        signum == SIGTERM ? "SIGTERM" : "SIGINT", d->nsessions, grace);
 	listen_close_all(d);
 	uv_close((uv_handle_t *)&d->expire_timer, NULL);
-	session_close_all(d, "shutdown");
-	uv_close((uv_handle_t *)&d->sig_term, NULL);
-	uv_close((uv_handle_t *)&d->sig_int, NULL);
+	uv_close((uv_handle_t *)&d->sig_hup, NULL);
+	uv_close((uv_handle_t *)&d->sig_usr1, NULL);
+	if (grace == 0 || d->nsessions == 0) {
+		session_close_all(d, "shutdown");
+	} else {
+		uv_timer_start(&d->grace_timer, on_grace_over, (uint64_t)grace * 1000, 0);
+		uv_unref((uv_handle_t *)&d->grace_timer);   /* the loop may end before it fires */
+	}
+	uv_unref((uv_handle_t *)&d->sig_term);
+	uv_unref((uv_handle_t *)&d->sig_int);
 }
 
 /*
@@ -328,65 +396,66 @@ static int
 run(const char *path)
 {
 	struct daemon d;
-	struct loaded l;
-	struct diag dg = { 0 }, wg = { 0 };
-	size_t i;
-	int rc = 1, loaded = load_all(path, &l, &dg, &wg) == 0;
+	int rc = 1;
 
 	memset(&d, 0, sizeof d);
-	for (i = 0; i < wg.n; i++)
-		log_msg(LOG_WARN, "%s", wg.msg[i]);
-	/* A bad users-file line must not lock everybody out: log it, serve the rest.
-	 * Anything else wrong in the configuration stops the start. */
-	for (i = 0; i < dg.n; i++)
-		log_msg(LOG_ERR, "%s", dg.msg[i]);
-	if (!loaded || (l.cfg->tls.present && l.tls == NULL) || l.rules == NULL ||
-	    maildrop_template_check(l.cfg->maildrop_path, NULL, 0) != 0) {
+	d.config_path = path;
+	d.cur = load_report(path, 1, 0);
+	if (d.cur == NULL) {
 		log_msg(LOG_ERR, "cannot start: configuration has problems (check with pop3d -t)");
-		goto out;
+		return 1;
 	}
-	d.cfg = l.cfg;
-	d.users = l.users;
-	d.tls = l.tls;
-	d.rules = l.rules;
-	rules_summary(d.rules, d.users, &d.capa);
 
 	/* Password hashes and maildir scans share the pool; give it room. */
 	setenv("UV_THREADPOOL_SIZE", "16", 0);
 	signal(SIGPIPE, SIG_IGN);
-	raise_fd_limit(d.cfg);
+	raise_fd_limit(d.cur->cfg);
 	d.loop = uv_default_loop();
 	d.loop->data = &d;
 	hostname_init(&d);
-	if (ipcount_init(&d.per_ip, d.cfg->max_connections / 4) != 0) {
+	if (ipcount_init(&d.per_ip, d.cur->cfg->max_connections / 4) != 0) {
 		log_msg(LOG_ERR, "out of memory");
 		goto out;
 	}
 	uv_signal_init(d.loop, &d.sig_term);
 	uv_signal_init(d.loop, &d.sig_int);
-	d.sig_term.data = d.sig_int.data = &d;
+	uv_signal_init(d.loop, &d.sig_hup);
+	uv_signal_init(d.loop, &d.sig_usr1);
+	uv_timer_init(d.loop, &d.grace_timer);
+	uv_timer_init(d.loop, &d.expire_timer);
+	d.sig_term.data = d.sig_int.data = d.sig_hup.data = d.sig_usr1.data = &d;
+	d.grace_timer.data = d.expire_timer.data = &d;
 	uv_signal_start(&d.sig_term, on_stop, SIGTERM);
 	uv_signal_start(&d.sig_int, on_stop, SIGINT);
-	uv_timer_init(d.loop, &d.expire_timer);
-	d.expire_timer.data = &d;
-	uv_timer_start(&d.expire_timer, on_expire_timer,
-	               (uint64_t)d.cfg->policy.expire_interval * 1000,
-	               (uint64_t)d.cfg->policy.expire_interval * 1000);
 
 	if (listen_open_all(&d) != 0) {
 		on_stop(&d.sig_term, SIGTERM);
-		uv_run(d.loop, UV_RUN_DEFAULT);
-		goto out;
+		goto drain;
 	}
-	log_msg(LOG_INFO, "ready version=%s users=%zu listeners=%zu", POP3D_VERSION, d.users->n,
-	        d.nlisteners);
-	uv_run(d.loop, UV_RUN_DEFAULT);
-	log_msg(LOG_INFO, "stopped connections=%llu logins=%llu login_failures=%llu "
-	        "retr=%llu retr_bytes=%llu deleted=%llu",
-	        (unsigned long long)d.stats.connections, (unsigned long long)d.stats.logins,
-	        (unsigned long long)d.stats.login_failures, (unsigned long long)d.stats.retr_msgs,
-	        (unsigned long long)d.stats.retr_bytes, (unsigned long long)d.stats.deleted);
+	uv_signal_start(&d.sig_hup, on_reload, SIGHUP);
+	uv_signal_start(&d.sig_usr1, on_counters, SIGUSR1);
+	expire_timer_start(&d);
+	log_msg(LOG_INFO, "ready version=%s users=%zu listeners=%zu", POP3D_VERSION,
+	        d.cur->users->n, d.nlisteners);
 	rc = 0;
+drain:
+	uv_run(d.loop, UV_RUN_DEFAULT);
+	/* Every session is gone: close what is left and run the loop dry. */
+	uv_close((uv_handle_t *)&d.grace_timer, NULL);
+	if (!uv_is_closing((uv_handle_t *)&d.sig_term))
+		uv_close((uv_handle_t *)&d.sig_term, NULL);
+	if (!uv_is_closing((uv_handle_t *)&d.sig_int))
+		uv_close((uv_handle_t *)&d.sig_int, NULL);
+	if (!uv_is_closing((uv_handle_t *)&d.sig_hup))
+		uv_close((uv_handle_t *)&d.sig_hup, NULL);
+	if (!uv_is_closing((uv_handle_t *)&d.sig_usr1))
+		uv_close((uv_handle_t *)&d.sig_usr1, NULL);
+	if (!uv_is_closing((uv_handle_t *)&d.expire_timer))
+		uv_close((uv_handle_t *)&d.expire_timer, NULL);
+	uv_run(d.loop, UV_RUN_DEFAULT);
+	if (rc == 0)
+		on_counters(&d.sig_usr1, SIGUSR1);
+	log_msg(LOG_INFO, "stopped");
 out:
 	if (d.loop != NULL) {
 		int r = uv_loop_close(d.loop);
@@ -397,9 +466,7 @@ out:
 	}
 	free(d.listeners);
 	ipcount_free(&d.per_ip);
-	loaded_free(&l);
-	diag_free(&dg);
-	diag_free(&wg);
+	conf_set_unref(d.cur);
 	return rc;
 }
 

@@ -12,6 +12,7 @@
 
 #include "maildrop/maildrop.h"
 #include "server/auth.h"
+#include "server/confset.h"
 #include "server/daemon.h"
 #include "server/limits.h"
 #include "server/pop3.h"
@@ -175,7 +176,7 @@ pop3_start(struct session *s)
 
 	s->state = ST_AUTH;
 	/* RFC 1939 §7: the APOP timestamp must differ for every greeting. */
-	if (users_any_plain(d->users))
+	if (users_any_plain(s->cs->users))
 		snprintf(s->timestamp, sizeof s->timestamp, "<%ld.%llx.%lld@%s>", (long)getpid(),
 		         (unsigned long long)s->id, (long long)time(NULL), d->hostname);
 	if (s->timestamp[0] != '\0')

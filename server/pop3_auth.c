@@ -11,6 +11,7 @@
 #include "maildrop/maildrop.h"
 #include "server/auth.h"
 #include "server/config.h"
+#include "server/confset.h"
 #include "server/daemon.h"
 #include "server/listen.h"
 #include "server/log.h"
@@ -36,15 +37,15 @@ struct open_work {
 static int
 plaintext_ok(const struct session *s)
 {
-	return s->d->cfg->plaintext == PLAINTEXT_ALWAYS || s->tls_state == TLSS_ACTIVE ||
+	return s->cs->cfg->plaintext == PLAINTEXT_ALWAYS || s->tls_state == TLSS_ACTIVE ||
 	       s->plaintext_trusted;
 }
 
 static int
 stls_offered(const struct session *s)
 {
-	return s->state == ST_AUTH && s->tls_state == TLSS_NONE && s->d->tls != NULL &&
-	       s->listener->cfg->tls == TLS_STARTTLS;
+	return s->state == ST_AUTH && s->tls_state == TLSS_NONE && s->cs->tls != NULL &&
+	       s->lcfg->tls == TLS_STARTTLS;
 }
 
 static const enum sasl_mech sasl_all[] = { SASL_PLAIN, SASL_LOGIN, SASL_SCRAM_SHA_256 };
@@ -54,7 +55,7 @@ static int
 mech_allowed(const struct session *s, enum sasl_mech m)
 {
 	if (m == SASL_SCRAM_SHA_256)
-		return users_any_scram(s->d->users);
+		return users_any_scram(s->cs->users);
 	return plaintext_ok(s);
 }
 
@@ -123,7 +124,7 @@ user_set(struct session *s, struct slice name)
 static void
 capa_policy(struct session *s)
 {
-	const struct capa_summary *c = &s->d->capa;
+	const struct capa_summary *c = &s->cs->capa;
 	char buf[64];
 
 	if (s->state == ST_AUTH) {
@@ -207,13 +208,32 @@ cmd_user(struct session *s, const struct p3_args *a)
 }
 
 static void
-log_login_failure(struct session *s, const char *mech)
+log_login_failure(struct session *s, const char *mech, uint64_t backoff_ms)
 {
 	char user[300];
 
 	str_escape(user, sizeof user, s->user != NULL ? s->user : "", s->user_len, 64);
-	log_msg(LOG_INFO, "login failed id=%llx ip=%s user=%s mechanism=%s",
-	        (unsigned long long)s->id, s->peer, user, mech);
+	log_msg(LOG_INFO, "login failed id=%llx ip=%s user=%s mechanism=%s backoff_ms=%llu",
+	        (unsigned long long)s->id, s->peer, user, mech, (unsigned long long)backoff_ms);
+}
+
+/*
+ * Per-address backoff (limits.auth_backoff_*): each failure from the same IPv4
+ * address or IPv6 /64 doubles an extra wait before the -ERR, up to the cap,
+ * until the address has been quiet for auth_backoff_forget seconds. Applied
+ * with the session's timer, never by blocking.
+ */
+static uint64_t
+backoff_extra(struct session *s, uint64_t now)
+{
+	const struct backoff_cfg *b = &s->cs->cfg->backoff;
+	struct ipkey k;
+
+	if (b->base_ms == 0 || s->trusted)
+		return 0;
+	ipkey_for_backoff(&s->peer_key, &k);
+	return backoff_delay_ms(b->base_ms, b->max_ms,
+	                        ipcount_fail(&s->d->per_ip, &k, now, (uint64_t)b->forget * 1000));
 }
 
 /* The end of every failed login, after the delay: one reply for all causes. */
@@ -238,10 +258,10 @@ on_fail_delay(uv_timer_t *t)
 static void
 auth_fail(struct session *s, const char *mech)
 {
-	uint64_t spent = uv_now(s->d->loop) - s->auth_started;
-	uint64_t delay = s->d->cfg->failure_delay_ms;
+	uint64_t now = uv_now(s->d->loop), spent = now - s->auth_started;
+	uint64_t extra = backoff_extra(s, now), delay = s->cs->cfg->failure_delay_ms + extra;
 
-	log_login_failure(s, mech);
+	log_login_failure(s, mech, extra);
 	if (spent >= delay)
 		auth_fail_reply(s);
 	else
@@ -336,12 +356,12 @@ login_ok(struct session *s)
 	char path[4096];
 	struct open_work *w;
 
-	if (u == NULL || maildrop_expand(s->d->cfg->maildrop_path, s->user, u->home,
+	if (u == NULL || maildrop_expand(s->cs->cfg->maildrop_path, s->user, u->home,
 	                                 path, sizeof path) != 0) {
 		char user[300];
 		str_escape(user, sizeof user, s->user, s->user_len, 64);
 		log_msg(LOG_ERR, "maildrop path for user=%s cannot be built from \"%s\"", user,
-		        s->d->cfg->maildrop_path);
+		        s->cs->cfg->maildrop_path);
 		user_forget(s);
 		s->busy = 0;
 		session_replyf(s, "-ERR [SYS/PERM] maildrop path is not usable");
@@ -353,7 +373,7 @@ login_ok(struct session *s)
 		free(w);
 		goto oom;
 	}
-	rules_for(s->d->rules, s->user, s->user_len, &s->rule);
+	rules_for(s->cs->rules, s->user, s->user_len, &s->rule);
 	w->s = s;
 	w->login_delay = s->rule.login_delay;
 	w->now = (int64_t)time(NULL);
@@ -416,7 +436,7 @@ cmd_pass(struct session *s, const struct p3_args *a)
 		return P3_ERR;
 	}
 	if (s->users == NULL)
-		s->users = users_ref(s->d->users);
+		s->users = users_ref(s->cs->users);
 	s->mech = "USER";
 	s->auth_started = uv_now(s->d->loop);
 	s->auth = auth_check(s->d->loop, s->users, s->user, s->user_len, a->v[0].p, a->v[0].n,
@@ -447,7 +467,7 @@ cmd_apop(struct session *s, const struct p3_args *a)
 		return P3_ERR;
 	}
 	if (s->users == NULL)
-		s->users = users_ref(s->d->users);
+		s->users = users_ref(s->cs->users);
 	s->mech = "APOP";
 	s->auth_started = uv_now(s->d->loop);
 	s->busy = 1;
@@ -601,7 +621,7 @@ cmd_auth(struct session *s, const struct p3_args *a)
 		return P3_ERR;
 	}
 	if (s->users == NULL)
-		s->users = users_ref(s->d->users);
+		s->users = users_ref(s->cs->users);
 	user_forget(s);
 	s->sasl = sasl_new(m, s->users);
 	if (s->sasl == NULL) {

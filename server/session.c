@@ -12,11 +12,13 @@
 #include <string.h>
 
 #include "server/config.h"
+#include "server/confset.h"
 #include "server/daemon.h"
 #include "server/limits.h"
 #include "server/log.h"
 #include "server/listen.h"
 #include "server/pop3.h"
+#include "server/proxy.h"
 #include "server/sasl.h"
 #include "server/session.h"
 #include "server/tlsio.h"
@@ -31,6 +33,9 @@ static void session_process(struct session *s);
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_idle(uv_timer_t *t);
+static void tls_input(struct session *s);
+static void tls_begin(struct session *s);
+static void proxy_input(struct session *s);
 
 static void
 session_destroy(struct session *s)
@@ -39,6 +44,7 @@ session_destroy(struct session *s)
 
 	pop3_cleanup(s);
 	tls_conn_free(s->tls);
+	conf_set_unref(s->cs);
 	free(s->cin);
 	linein_free(&s->in);
 	free(s->out);
@@ -87,7 +93,7 @@ idle_restart(struct session *s)
 	if (s->tls_state == TLSS_HANDSHAKE)
 		return;
 	if (!uv_is_closing((uv_handle_t *)&s->idle))
-		uv_timer_start(&s->idle, on_idle, (uint64_t)s->d->cfg->idle_timeout * 1000, 0);
+		uv_timer_start(&s->idle, on_idle, (uint64_t)s->cs->cfg->idle_timeout * 1000, 0);
 }
 
 /* Read only while we can act on what arrives: not busy, not backed up. */
@@ -317,14 +323,14 @@ tls_begin(struct session *s)
 	 * must never run inside TLS (CVE-2011-0411 class). */
 	linein_reset(&s->in);
 	s->cin = malloc(TLS_READ_BUF);
-	s->tls = s->cin != NULL ? tls_conn_new(s->d->tls) : NULL;
+	s->tls = s->cin != NULL ? tls_conn_new(s->cs->tls) : NULL;
 	if (s->tls == NULL) {
 		session_close(s, "out of memory");
 		return;
 	}
 	s->tls_state = TLSS_HANDSHAKE;
 	s->busy = 0;
-	uv_timer_start(&s->idle, on_idle, (uint64_t)s->d->cfg->tls.handshake_timeout * 1000, 0);
+	uv_timer_start(&s->idle, on_idle, (uint64_t)s->cs->cfg->tls.handshake_timeout * 1000, 0);
 	update_reading(s);
 }
 
@@ -435,7 +441,8 @@ on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 		session_close(s, nread == UV_EOF ? "disconnected" : "read error");
 		return;
 	}
-	idle_restart(s);
+	if (!s->proxy_wait)
+		idle_restart(s);
 	if (s->tls != NULL) {
 		if (tls_conn_feed(s->tls, s->cin, (size_t)nread) != 0) {
 			session_close(s, "out of memory");
@@ -445,6 +452,10 @@ on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	linein_commit(&s->in, (size_t)nread);
+	if (s->proxy_wait) {
+		proxy_input(s);
+		return;
+	}
 	session_process(s);
 }
 
@@ -559,7 +570,7 @@ session_close(struct session *s, const char *reason)
 	s->closing = 1;
 	if (s->close_reason != NULL && s->close_after_flush)
 		reason = s->close_reason;
-	if (s->counted_ip)
+	if (s->served)
 		log_session_end(s, reason);
 	if (s->reading) {
 		uv_read_stop((uv_stream_t *)&s->tcp);
@@ -579,6 +590,12 @@ on_idle(uv_timer_t *t)
 		session_close(s, s->close_reason);
 		return;
 	}
+	if (s->proxy_wait) {
+		log_msg(LOG_WARN, "proxy header timeout id=%llx from=%s", (unsigned long long)s->id,
+		        s->peer);
+		session_close(s, "proxy header timeout");
+		return;
+	}
 	if (s->tls_state == TLSS_HANDSHAKE) {
 		log_msg(LOG_WARN, "tls handshake failed id=%llx ip=%s port=%u: timeout",
 		        (unsigned long long)s->id, s->peer, s->peer_port);
@@ -592,14 +609,10 @@ on_idle(uv_timer_t *t)
 	session_close(s, "idle timeout");
 }
 
+/* Fill peer, peer_port and peer_key from peer_sa. */
 static int
-peer_setup(struct session *s)
+peer_describe(struct session *s)
 {
-	int len = (int)sizeof s->peer_sa;
-
-	memset(&s->peer_sa, 0, sizeof s->peer_sa);
-	if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&s->peer_sa, &len) != 0)
-		return -1;
 	if (s->peer_sa.ss_family == AF_INET) {
 		const struct sockaddr_in *a = (const struct sockaddr_in *)&s->peer_sa;
 		uv_ip4_name(a, s->peer, sizeof s->peer);
@@ -618,6 +631,17 @@ peer_setup(struct session *s)
 	return 0;
 }
 
+static int
+peer_setup(struct session *s)
+{
+	int len = (int)sizeof s->peer_sa;
+
+	memset(&s->peer_sa, 0, sizeof s->peer_sa);
+	if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&s->peer_sa, &len) != 0)
+		return -1;
+	return peer_describe(s);
+}
+
 /* Tell an over-limit client why and hang up; it never reaches POP3. */
 static void
 session_refuse(struct session *s, const char *why)
@@ -628,11 +652,125 @@ session_refuse(struct session *s, const char *why)
 	session_close_after_flush(s, why);
 }
 
+/*
+ * The client's address is known (from the socket or a PROXY header): apply
+ * the connection caps, then greet, or start implicit TLS with whatever
+ * ciphertext already followed the PROXY header.
+ */
+static void
+session_admit(struct session *s)
+{
+	struct daemon *d = s->d;
+	char early[PROXY_HEADER_MAX];
+	size_t nearly = 0;
+	long n;
+
+	if (d->nsessions > s->cs->cfg->max_connections) {
+		session_refuse(s, "too many connections");
+		return;
+	}
+	s->trusted = cidr_list_contains(s->cs->cfg->backoff.trusted, s->cs->cfg->backoff.ntrusted,
+	                                &s->peer_sa);
+	if (!s->trusted) {
+		n = ipcount_acquire(&d->per_ip, &s->peer_key, s->cs->cfg->max_connections_per_ip);
+		if (n <= 0) {
+			session_refuse(s, n == 0 ? "too many connections from your address" :
+			               "out of memory");
+			return;
+		}
+		s->counted_ip = 1;
+	}
+	s->served = 1;
+	s->plaintext_trusted = cidr_list_contains(s->cs->cfg->plaintext_trusted,
+	                                          s->cs->cfg->nplaintext_trusted, &s->peer_sa);
+	if (s->lcfg->tls == TLS_IMPLICIT) {
+		/* Bytes behind a PROXY header are the start of the TLS handshake. */
+		nearly = linein_pending(&s->in);
+		if (nearly > sizeof early)
+			nearly = sizeof early;
+		memcpy(early, s->in.buf + s->in.start, nearly);
+		tls_begin(s);   /* RFC 8314: the greeting waits for the handshake */
+		if (nearly > 0 && s->tls != NULL) {
+			if (tls_conn_feed(s->tls, early, nearly) != 0) {
+				session_close(s, "out of memory");
+				return;
+			}
+			tls_input(s);
+		}
+		return;
+	}
+	pop3_start(s);
+	session_process(s);
+}
+
+/* Use the client address a PROXY header carried instead of the balancer's. */
+static void
+peer_from_proxy(struct session *s, const struct proxy_result *r)
+{
+	char balancer[64];
+
+	snprintf(balancer, sizeof balancer, "%s", s->peer);
+	s->peer_sa = r->src;
+	if (peer_describe(s) != 0)
+		return;
+	log_msg(LOG_DEBUG, "proxy id=%llx via=%s ip=%s port=%u", (unsigned long long)s->id,
+	        balancer, s->peer, s->peer_port);
+}
+
+/* Bytes arrived while waiting for the PROXY header (they sit in the line reader). */
+static void
+proxy_input(struct session *s)
+{
+	struct proxy_result r;
+	size_t used = 0;
+	enum proxy_status st = proxy_parse((const unsigned char *)s->in.buf + s->in.start,
+	                                   linein_pending(&s->in), &used, &r);
+
+	if (st == PROXY_MORE && linein_pending(&s->in) < PROXY_HEADER_MAX)
+		return;
+	if (st != PROXY_OK) {
+		log_msg(LOG_WARN, "proxy header invalid id=%llx from=%s", (unsigned long long)s->id,
+		        s->peer);
+		session_close(s, "bad proxy header");
+		return;
+	}
+	s->in.start += used;
+	s->proxy_wait = 0;
+	if (!r.local)
+		peer_from_proxy(s, &r);
+	if (s->reading) {
+		uv_read_stop((uv_stream_t *)&s->tcp);
+		s->reading = 0;
+	}
+	idle_restart(s);
+	session_admit(s);
+}
+
+/*
+ * A listener with proxy_protocol: only a trusted balancer may connect, and it
+ * must send the header within PROXY_TIMEOUT_MS, before the greeting.
+ */
+static void
+proxy_start(struct session *s)
+{
+	if (!cidr_list_contains(s->lcfg->proxy_trusted, s->lcfg->nproxy_trusted, &s->peer_sa)) {
+		log_msg(LOG_WARN, "proxy listener refused untrusted peer id=%llx ip=%s port=%u",
+		        (unsigned long long)s->id, s->peer, s->peer_port);
+		session_close(s, "untrusted proxy peer");
+		return;
+	}
+	s->proxy_wait = 1;
+	uv_timer_start(&s->idle, on_idle, PROXY_TIMEOUT_MS, 0);
+	if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) == 0)
+		s->reading = 1;
+	else
+		session_close(s, "read failed");
+}
+
 void
 session_accept(struct daemon *d, uv_stream_t *server)
 {
 	struct session *s = calloc(1, sizeof *s);
-	long n;
 
 	if (s == NULL) {
 		log_msg(LOG_ERR, "accept: out of memory");
@@ -640,6 +778,8 @@ session_accept(struct daemon *d, uv_stream_t *server)
 	}
 	s->d = d;
 	s->listener = server->data;
+	s->cs = conf_set_ref(d->cur);
+	s->lcfg = &s->cs->cfg->listen[s->listener->index];
 	s->id = ++d->next_id;
 	s->job.fd = -1;
 	s->started_ms = uv_now(d->loop);
@@ -662,26 +802,12 @@ session_accept(struct daemon *d, uv_stream_t *server)
 	}
 	uv_tcp_nodelay(&s->tcp, 1);
 	d->stats.connections++;
+	if (s->lcfg->proxy_protocol) {
+		proxy_start(s);
+		return;
+	}
 	idle_restart(s);
-
-	if (d->nsessions > d->cfg->max_connections) {
-		session_refuse(s, "too many connections");
-		return;
-	}
-	n = ipcount_acquire(&d->per_ip, &s->peer_key, d->cfg->max_connections_per_ip);
-	if (n <= 0) {
-		session_refuse(s, n == 0 ? "too many connections from your address" : "out of memory");
-		return;
-	}
-	s->counted_ip = 1;
-	s->plaintext_trusted = cidr_list_contains(d->cfg->plaintext_trusted,
-	                                          d->cfg->nplaintext_trusted, &s->peer_sa);
-	if (s->listener->cfg->tls == TLS_IMPLICIT) {
-		tls_begin(s);   /* RFC 8314: the greeting waits for the handshake */
-		return;
-	}
-	pop3_start(s);
-	session_process(s);
+	session_admit(s);
 }
 
 void

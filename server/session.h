@@ -63,6 +63,8 @@ struct session {
 	uint64_t         id;
 
 	struct listener *listener;       /* where the connection arrived */
+	struct conf_set *cs;             /* the configuration generation this session runs on */
+	const struct listen_cfg *lcfg;   /* its listen entry in cs */
 	uv_tcp_t         tcp;
 	uv_timer_t       idle;           /* autologout (RFC 1939 §3) */
 	uv_timer_t       delay;          /* failed-auth delay */
@@ -74,6 +76,9 @@ struct session {
 	struct sockaddr_storage peer_sa;
 	struct ipkey     peer_key;
 	int              counted_ip;     /* holds a per-IP slot */
+	int              served;         /* passed the caps: gets a session end line */
+	int              trusted;        /* peer in limits.trusted: no per-IP cap, no backoff */
+	int              proxy_wait;     /* waiting for the PROXY header (proxy_protocol listener) */
 	char             peer[64];       /* "addr" for logs */
 	uint16_t         peer_port;
 

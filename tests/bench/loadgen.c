@@ -132,7 +132,6 @@ struct worker {
 	SSL_CTX *ctx;
 	struct conn *conns;
 	int nconns;
-	int slot0;
 	long started, done, errors;
 	long long retr_octets, retr_msgs, wire_in;
 	struct lat lat;      /* whole-session latency (idle: login latency) */
@@ -956,6 +955,20 @@ usage(void)
 	exit(2);
 }
 
+/* A user name format may hold one %d or %0Nd and nothing else printf would read. */
+static int
+user_fmt_ok(const char *f)
+{
+	const char *p = strchr(f, '%');
+
+	if (p == NULL)
+		return 1;
+	p++;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	return *p == 'd' && strchr(p, '%') == NULL;
+}
+
 static double
 arg_num(const char *s, double lo, double hi)
 {
@@ -1023,8 +1036,8 @@ main(int argc, char **argv)
 	}
 	if (!have_scenario || o.port == 0 || optind != argc)
 		usage();
-	if (strstr(o.user_fmt, "%") == NULL)
-		die("-u needs a %%d");
+	if (!user_fmt_ok(o.user_fmt))
+		die("-u takes a name with at most one %%d (or %%0Nd)");
 	if (o.sc == SC_IDLE) {
 		o.threads = 1; /* the "ready" line needs one view of every session */
 		if ((long)o.concurrency > o.max_sessions)
@@ -1075,7 +1088,6 @@ main(int argc, char **argv)
 		w->id = i;
 		w->ctx = ctx;
 		w->budget = &budget;
-		w->slot0 = lo;
 		w->nconns = hi - lo;
 		w->inbuf = o.sc == SC_RETR ? 256 * 1024 : 8 * 1024;
 		w->epfd = epoll_create1(EPOLL_CLOEXEC);

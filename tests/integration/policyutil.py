@@ -228,11 +228,11 @@ def restart(d, extra_config=None):
     return d
 
 
-def kill_midway(proc, progress, total, timeout=IO_TIMEOUT):
+def kill_midway(proc, progress, target, timeout=IO_TIMEOUT):
     """Step proc (a Popen) in tiny slices, SIGCONT then SIGSTOP, looking at progress() (how many
-    of total files are gone) while it is stopped; SIGKILL it while stopped as soon as
-    0 < progress < total, or once it is done, exited or the time is up. Returns the progress at
-    the kill. The kill lands at one instant of the removal loop, as a crash would."""
+    files are gone) while it is stopped; SIGKILL it while stopped as soon as progress() >=
+    target, or once it exited or the time is up. Returns the progress at the kill. The kill
+    lands at one instant of the removal loop, as a crash would."""
     pid = proc.pid
     deadline = time.monotonic() + timeout
     n = progress()
@@ -245,7 +245,7 @@ def kill_midway(proc, progress, total, timeout=IO_TIMEOUT):
                                    else os.WEXITSTATUS(status))
                 return progress()
             n = progress()
-            if 0 < n or time.monotonic() > deadline:
+            if n >= target or time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
                 return n
             os.kill(pid, signal.SIGCONT)

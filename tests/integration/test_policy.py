@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (IO_TIMEOUT, Pop3TestCase, apop_timestamp, child_env, deliver, expected_retr,
                      pop3d_path, run_tool, snapshot)
 from policyutil import (DAY, at_midnight, by_base, capa_policy, contents, count_files, fill,
-                        iso, kill9, message, pipeline, place, read_state, restart, run_expire,
+                        iso, kill9, kill_midway, message, pipeline, place, read_state, restart, run_expire,
                         tree, uidl_map)
 
 TOOL_TIMEOUT = 90
@@ -752,9 +752,17 @@ class ClientsTest(PolicyCase):
 
 class CrashTest(PolicyCase):
     """SIGKILL mid-UPDATE and mid-sweep: no message the policy keeps is lost, none is listed
-    twice, the state file still parses and a later sweep finishes the job."""
+    twice, the state file still parses and a later sweep finishes the job.
+
+    Removing 200 small files takes about 0.1 ms here, so a kill at a random delay lands before
+    or after the loop. "midway" rounds use MIDWAY_N messages, step the process with
+    SIGSTOP/SIGCONT and SIGKILL it, while stopped, once a random number of files is gone; such a
+    round is repeated (a bounded number of times) until one kill landed strictly inside the
+    loop."""
 
     N = 300
+    MIDWAY_N = 2000
+    MIDWAY_TRIES = 4
 
     def check_after_crash(self, d, user, originals, may_go):
         """Every message of originals is present byte for byte, or in may_go and gone; the state
@@ -774,56 +782,67 @@ class CrashTest(PolicyCase):
         c.close()
         return now, r
 
-    def test_kill9_during_update(self):
-        users = {"u%d" % k: "{PLAIN}pw" for k in range(4)}
-        d = self.daemon(users=users, extra_config=policy('retention = "delete";'))
+    def rounds(self, run_round):
+        """Run "midway" rounds until one kill lands inside the loop, then an "after" and a
+        "random" round. run_round(k, mode, n) returns (files gone at the kill, files due)."""
         progress = []
-        for k, mode in enumerate(("first-unlink", "first-unlink+", "update-line", "random")):
+        for _ in range(self.MIDWAY_TRIES):
+            progress.append(("midway",) + run_round(len(progress), "midway", self.MIDWAY_N))
+            if 0 < progress[-1][1] < progress[-1][2]:
+                break
+        for mode in ("after", "random"):
+            progress.append((mode,) + run_round(len(progress), mode, self.N))
+        if os.environ.get("POP3D_TEST_VERBOSE"):
+            print("\n%s: (mode, files gone at SIGKILL, due): %s" % (self.id(), progress))
+        self.assertTrue(any(0 < n < due for m, n, due in progress if m == "midway"),
+                        "no SIGKILL landed inside the removal loop: %s" % (progress,))
+
+    def test_kill9_during_update(self):
+        users = {"u%d" % k: "{PLAIN}pw" for k in range(self.MIDWAY_TRIES + 2)}
+        d = self.daemon(users=users, extra_config=policy('retention = "delete";'))
+
+        def run_round(k, mode, n):
             user = "u%d" % k
             md = d.maildir(user)
-            originals = fill(md, "up%d" % k, self.N, time.time() - 100)
+            originals = fill(md, "up%d" % k, n, time.time() - 100)
             names = sorted(originals)
             retrd = [u for i, u in enumerate(names) if i % 3 != 0]
             topped = [u for i, u in enumerate(names) if i % 6 == 0]
             c = self.login(d, user)
             num = uidl_map(c)
-            res = pipeline(c, ["RETR %d" % num[u] for u in retrd]
-                           + ["TOP %d 0" % num[u] for u in topped])
-            for st, _ in res:
+            for st, _ in pipeline(c, ["RETR %d" % num[u] for u in retrd]
+                                  + ["TOP %d 0" % num[u] for u in topped]):
                 self.assertOK(st)
             c.send(b"QUIT\r\n")
-            if mode.startswith("first-unlink"):
-                deadline = time.monotonic() + IO_TIMEOUT
-                while count_files(md) == self.N and time.monotonic() < deadline:
-                    pass
-                if mode.endswith("+"):
-                    time.sleep(random.uniform(0, 0.003))
-            elif mode == "update-line":
+            if mode == "midway":
+                kill_midway(d.proc, lambda: n - count_files(md), random.randint(1, len(retrd) - 1))
+            elif mode == "after":                               # as the log reports UPDATE
                 d.wait_log("update id=")
             else:
                 time.sleep(random.uniform(0, 0.005))
             kill9(d)
-            progress.append((mode, self.N - count_files(md)))
+            gone = n - count_files(md)
             c.close()
             restart(d)
-            now, _ = self.check_after_crash(d, user, originals, retrd)
+            self.check_after_crash(d, user, originals, retrd)
             # a sweep removes only downloaded mail left behind by the crash (none was DELE'd)
             r = self.expire(d, "--user", user)
             self.assertEqual(set(r.removed()) - set(retrd), set())
             self.assertTrue(set(names) - set(retrd) <= set(contents(md)))
-        if os.environ.get("POP3D_TEST_VERBOSE"):
-            print("removed before SIGKILL (of %d downloaded): %s" % (len(retrd), progress))
+            return gone, len(retrd)
+
+        self.rounds(run_round)
 
     def test_kill9_during_expire(self):
-        users = {"u%d" % k: "{PLAIN}pw" for k in range(3)}
+        users = {"u%d" % k: "{PLAIN}pw" for k in range(self.MIDWAY_TRIES + 2)}
         d = self.daemon(users=users, extra_config=policy("keep_days = 30; unread_days = 1;"))
-        progress = []
-        for k, mode in enumerate(("first-unlink", "first-unlink+", "random")):
+
+        def run_round(k, mode, n):
             user = "u%d" % k
             md = d.maildir(user)
             t = time.time()
             dl = fill(md, "dl%d" % k, 20, t - 2 * DAY)
-            old = fill(md, "old%d" % k, self.N, t - 2 * DAY)
+            old = fill(md, "old%d" % k, n, t - 2 * DAY)
             young = fill(md, "young%d" % k, 100, t - 100)
             self.download(d, user, sorted(dl))                  # records, promise 30
             originals = dict(dl, **old, **young)
@@ -831,18 +850,15 @@ class CrashTest(PolicyCase):
             p = subprocess.Popen([pop3d_path(), "-c", d.conf, "--expire", "--user", user],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, env=child_env(), cwd="/")
-            if mode.startswith("first-unlink"):
-                deadline = time.monotonic() + IO_TIMEOUT
-                while count_files(md) == total and p.poll() is None \
-                        and time.monotonic() < deadline:
-                    pass
-                if mode.endswith("+"):
-                    time.sleep(random.uniform(0, 0.003))
+            if mode == "midway":
+                kill_midway(p, lambda: total - count_files(md), random.randint(1, n - 1))
+            elif mode == "after":
+                p.wait(IO_TIMEOUT)
             else:
                 time.sleep(random.uniform(0, 0.03))
             p.kill()
             p.wait(IO_TIMEOUT)
-            progress.append((mode, total - count_files(md)))
+            gone = total - count_files(md)
             now, r = self.check_after_crash(d, user, originals, old)
             self.assertEqual(r.removed(), {u: "unread_days" for u in old if u in now})
             self.assertEqual(r.user(user)["kept_doubt"], 0)
@@ -852,10 +868,11 @@ class CrashTest(PolicyCase):
                                  .removed()) & set(dl), set())
             self.assertTrue(set(dl) <= set(self.expire(d, "--dry-run", "--at", "+30d",
                                                        "--user", user).removed()))
-            r = self.expire(d, "--user", user)
+            self.expire(d, "--user", user)
             self.assertEqual(set(contents(md)), set(dl) | set(young))
-        if os.environ.get("POP3D_TEST_VERBOSE"):
-            print("removed before SIGKILL (of %d due): %s" % (self.N, progress))
+            return gone, n
+
+        self.rounds(run_round)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import hashlib
 import os
 import poplib
 import pwd
+import select
 import shutil
 import socket
 import ssl
@@ -18,115 +19,90 @@ import struct
 import subprocess
 import tempfile
 import termios
-import threading
 import time
 import unittest
 
-from harness import (IO_TIMEOUT, Client, Closed, Pop3TestCase, deliver, expected_retr, make_maildir,
-                     parse_list, pop3_size, run_tool)
-from tlsutil import (SNI_NAMES, TOOL_TIMEOUT, TlsClient, ToolMixin, capa_names, class_daemon,
-                     client_context, fetchmail_form, files_in, getmail_form, lf_form,
-                     maildir_files, message_id, sasl_mechs, test_certs, vm_rss_kb, wait_stable,
-                     write_mpoprc)
+from harness import IO_TIMEOUT, deliver, expected_retr, parse_list, pop3_size
+from tlsutil import (TOOL_TIMEOUT, TlsCaseBase, TlsClient, ToolMixin, capa_names, client_context,
+                     fetchmail_form, files_in, getmail_form, lf_form, maildir_files, message_id,
+                     sasl_mechs, scram_secret, test_certs, vm_rss_kb, wait_stable, write_mpoprc)
 
-SCRAM_SAM = None      # {SCRAM-SHA-256} secret of "sam" (password "sam-pw"), made once
-
-
-def scram_secret(password):
-    r = subprocess.run([os.environ.get("POP3D") or os.path.join(
-        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "build",
-        "pop3d"), "--hash-password", "--scheme", "SCRAM-SHA-256"],
-        input=(password + "\n").encode(), capture_output=True, timeout=30)
-    out = r.stdout.decode().strip()
-    if r.returncode != 0 or not out.startswith("{SCRAM-SHA-256}"):
-        raise RuntimeError("pop3d --hash-password --scheme SCRAM-SHA-256: %r %r"
-                           % (out, r.stderr.decode(errors="replace")))
-    return out
+SAM_SECRET = []      # {SCRAM-SHA-256} secret of "sam" (password "sam-pw"), made once
 
 
 def users():
-    global SCRAM_SAM
-    if SCRAM_SAM is None:
-        SCRAM_SAM = scram_secret("sam-pw")
-    return {"alice": "{PLAIN}alice-pw", "sam": SCRAM_SAM, "big": "{PLAIN}big-pw"}
+    if not SAM_SECRET:
+        SAM_SECRET.append(scram_secret("sam-pw"))
+    return {"alice": "{PLAIN}alice-pw", "sam": SAM_SECRET[0], "big": "{PLAIN}big-pw"}
 
 
-class TlsCase(Pop3TestCase):
-    """A TestCase with one TlsDaemon for its class (DAEMON options) and clients that are closed
-    and whose session ends are awaited at the end of each test."""
-    DAEMON = {}
-    CORPUS_FOR = ()
+class TlsCase(TlsCaseBase):
+    USERS = staticmethod(users)
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.d = class_daemon(cls, corpus_for=cls.CORPUS_FOR, users=users(), **cls.DAEMON)
 
-    def setUp(self):
-        self.tracked = []          # (client, server-side "port=N " log key, count before)
-        self.tls0 = self.d.count_log(": tls id=")
-        self.end0 = self.d.count_log("session end")
+def client_hello():
+    """The first flight of a TLS client (a ClientHello record) as bytes."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = client_context(None).wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
 
-    def tearDown(self):
-        for c, _key, _n in self.tracked:
-            c.close()
-        for _c, key, n in self.tracked:
-            self.d.wait_log(key, count=n + 1)
 
-    # -- clients
+def bio_handshake(sock, ctx, hostname, first_flight_per_octet=False, timeout=IO_TIMEOUT):
+    """A client handshake over sock through memory BIOs, so the test decides how the octets
+    are written. Returns the SSLObject (its BIOs as .incoming, .outgoing)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=hostname)
+    obj.incoming, obj.outgoing = incoming, outgoing
+    deadline = time.monotonic() + timeout
+    first = True
+    while True:
+        try:
+            obj.do_handshake()
+            done = True
+        except ssl.SSLWantReadError:
+            done = False
+        data = outgoing.read()
+        if data and first and first_flight_per_octet:
+            for i in range(len(data)):
+                sock.sendall(data[i:i + 1])
+        elif data:
+            sock.sendall(data)
+        first = False
+        if done:
+            return obj
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("handshake did not finish within %ss" % timeout)
+        sock.settimeout(left)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError("server closed during the handshake")
+        incoming.write(chunk)
 
-    def track(self, c):
-        """Close c after the test and wait for the daemon's "session end" line for it (its log
-        line names the client's port)."""
-        key = "ip=127.0.0.1 port=%d tls=" % c.sock.getsockname()[1]
-        self.tracked.append((c, key, self.d.count_log(key)))
-        return c
 
-    def plain(self, port=None):
-        """A clear-text client on the STLS port (or port), greeting read."""
-        c = self.track(TlsClient(port or self.d.port, greeting=False))
-        c.greeting = c.line()
-        self.assertOK(c.greeting)
-        return c
-
-    def tls(self, ctx=None, hostname="localhost", port=None):
-        """An implicit-TLS client, greeting read."""
-        c = self.track(TlsClient(port or self.d.tls_port, greeting=False))
-        c.start_tls(ctx, hostname)
-        c.greeting = c.line()
-        self.assertOK(c.greeting)
-        return c
-
-    def stls(self, ctx=None, hostname="localhost"):
-        """A client on the STLS port, upgraded."""
-        c = self.plain()
-        c.stls(ctx, hostname)
-        return c
-
-    def tools_done(self):
-        """Wait for the end of every TLS session opened since setUp (tools make only those)."""
-        n = self.d.count_log(": tls id=") - self.tls0
-        self.assertGreater(n, 0, "no TLS session was made")
-        self.d.wait_session_end(self.end0 + n)
-        return n
-
-    def capa(self, c):
-        st, data = c.cmd_multi("CAPA")
-        self.assertOK(st)
-        return data
-
-    def port_of(self, c):
-        """The local port of tracked client c (also after it was closed)."""
-        for tc, key, _n in self.tracked:
-            if tc is c:
-                return int(key.split("port=")[1].split(" ")[0])
-        raise AssertionError("not tracked")
-
-    def failure_line(self, port):
-        """The daemon's "tls handshake failed" line for the client that used port."""
-        line = self.d.wait_log("ip=127.0.0.1 port=%d: " % port)
-        self.assertIn("tls handshake failed", line)
-        return line
+def bio_read_line(sock, obj, timeout=IO_TIMEOUT):
+    """One CRLF-terminated line of plaintext from an SSLObject made by bio_handshake."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while b"\r\n" not in buf:
+        try:
+            buf += obj.read(4096)
+            continue
+        except ssl.SSLWantReadError:
+            pass
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("no line within %ss: %r" % (timeout, buf))
+        sock.settimeout(left)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError("closed; got %r" % buf)
+        obj.incoming.write(chunk)
+    return buf.split(b"\r\n", 1)[0]
 
 
 def fionread(sock):
@@ -279,6 +255,31 @@ class ClientsTest(ToolMixin, TlsCase):
             self.assertEqual(st, b"+OK %d octets" % m.pop3_size)
             self.assertEqual(data, expected_retr(m.data))
             c.quit()
+
+    def test_pipelined_commands_over_tls(self):
+        """About 14 KB of commands in one write inside TLS, about 1.5 MB of replies: every
+        command is answered, in order, although the server must stop and resume reading."""
+        c = self.tls()
+        c.login("alice", "alice-pw")
+        numbers = self.by_number(c.cmd_multi("UIDL")[1])
+        st, listing = c.cmd_multi("LIST")
+        big = [k for k, v in numbers.items() if v.why == "attachment-350k"][0]
+        cmds = [b"LIST"] * 1000 + [b"RETR %d" % big] + [b"UIDL"] * 1000 + [b"STAT"]
+        c.send(b"".join(x + b"\r\n" for x in cmds))
+        for i, cmd in enumerate(cmds):
+            if cmd == b"STAT":
+                self.assertTrue(c.line().startswith(b"+OK "), i)
+                continue
+            st = c.line()
+            self.assertTrue(st.startswith(b"+OK"), (i, cmd, st))
+            data = c.multi()
+            if cmd == b"LIST":
+                self.assertEqual(data, listing, i)
+            elif cmd == b"UIDL":
+                self.assertEqual(len(parse_list(data)), len(numbers), i)
+            else:
+                self.assertEqual(data, expected_retr(numbers[big].data))
+        c.quit()
 
     # -- fetchmail
 
@@ -518,6 +519,17 @@ class StlsTest(TlsCase):
         c.login("alice", "alice-pw")
         c.quit()
 
+    def test_stls_forgets_utf8(self):
+        """AUTHORIZATION starts afresh after STLS: UTF8 given in clear text no longer holds, so
+        an 8-bit (Latin-1) name is taken as bytes again rather than refused as bad UTF-8."""
+        c = self.plain()
+        self.assertOK(c.cmd("UTF8"))
+        c.stls()
+        self.assertOK(c.cmd(b"USER j\xf6rg"))
+        self.assertOK(c.cmd("UTF8"))
+        self.assertERR(c.cmd(b"USER j\xf6rg"))
+        c.quit()
+
     def test_quit_sends_close_notify(self):
         ctx = client_context(test_certs().cafile)
         c = self.track(TlsClient(self.d.tls_port, greeting=False))
@@ -531,25 +543,62 @@ class StlsTest(TlsCase):
     # -- handshake failures
 
     def test_handshake_timeout(self):
-        """Implicit port, nothing sent; and STLS, nothing sent after +OK: both closed once
-        tls.handshake_timeout has passed, and logged."""
+        """Three clients that never finish a handshake: silent on the implicit port, silent after
+        STLS's +OK, and one that trickles a ClientHello one octet every 0.4 s. Each is closed
+        once tls.handshake_timeout has passed since its handshake began (the trickle does not
+        extend it), the server sends nothing in clear text, and each is logged as a timeout."""
         timeout = self.d.handshake_timeout
-        t0 = time.monotonic()
-        a = self.track(TlsClient(self.d.tls_port, greeting=False))
-        b = self.plain()
-        self.assertOK(b.cmd("STLS"))
-        t1 = time.monotonic()
-        results = {}
-        for name, c, start in (("implicit", a, t0), ("stls", b, t1)):
-            self.assertEqual(c.wait_closed(timeout + 5), b"", name)
-            results[name] = time.monotonic() - start
-        for name, c in (("implicit", a), ("stls", b)):
-            with self.subTest(listener=name):
+        hello = client_hello()
+        silent = self.track(TlsClient(self.d.tls_port, greeting=False))
+        t_silent = time.monotonic()
+        trickle = self.track(TlsClient(self.d.tls_port, greeting=False))
+        t_trickle = time.monotonic()
+        stls = self.plain()
+        self.assertOK(stls.cmd("STLS"))
+        t_stls = time.monotonic()
+        start = {silent: t_silent, trickle: t_trickle, stls: t_stls}
+        names = {silent: "implicit-silent", trickle: "implicit-trickle", stls: "stls-silent"}
+        open_ = set(start)
+        took, got = {}, {c: b"" for c in start}
+        sent = 0
+        deadline = time.monotonic() + timeout + 5
+        while open_ and time.monotonic() < deadline:
+            ready, _, _ = select.select([c.sock for c in open_], [], [], 0.4)
+            for c in [c for c in open_ if c.sock in ready]:
+                try:
+                    chunk = c.sock.recv(4096)
+                except ConnectionResetError:
+                    chunk = b""
+                got[c] += chunk
+                if not chunk:
+                    took[c] = time.monotonic() - start[c]
+                    open_.discard(c)
+            if trickle in open_ and sent < len(hello):
+                try:
+                    trickle.send(hello[sent:sent + 1])
+                    sent += 1
+                except OSError:
+                    pass
+        self.assertFalse(open_, "not closed within %ss: %s"
+                         % (timeout + 5, [names[c] for c in open_]))
+        self.assertGreater(sent, 3, "the trickle did not get going")
+        for c, name in names.items():
+            with self.subTest(client=name):
                 # closed by the server's timer: not before it, and not long after
-                self.assertGreaterEqual(results[name], timeout - 0.25, results)
-                self.assertLess(results[name], timeout + 2.0, results)
-                line = self.failure_line(self.port_of(c))
-                self.assertIn("timeout", line)
+                self.assertGreaterEqual(took[c], timeout - 0.25, took[c])
+                self.assertLess(took[c], timeout + 2.0, took[c])
+                # nothing in clear text; at most a TLS alert record (content type 21)
+                self.assertFalse(got[c] and got[c][0] != 0x15, got[c][:80])
+                self.assertIn("timeout", self.failure_line(self.port_of(c)))
+
+    def test_client_hello_one_octet_per_write(self):
+        """A handshake whose first flight arrives one octet per TCP segment still completes."""
+        c = self.track(TlsClient(self.d.tls_port, greeting=False))
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        obj = bio_handshake(c.sock, client_context(test_certs().cafile), "localhost",
+                            first_flight_per_octet=True)
+        self.assertTrue(bio_read_line(c.sock, obj).startswith(b"+OK"))
+        self.assertEqual(obj.getpeercert(binary_form=True), test_certs().der["default"])
 
     def test_garbage_instead_of_client_hello(self):
         for name, port, pre in (("implicit-http", self.d.tls_port, None),

@@ -17,7 +17,8 @@ import tempfile
 import time
 import warnings
 
-from harness import Client, Daemon, expected_retr, free_port, run_tool
+from harness import (Client, Daemon, Pop3TestCase, child_env, expected_retr,
+                     free_port, pop3d_path, run_tool)
 
 # label -> (file stem, subject CN, subjectAltName)
 CERT_SPECS = {
@@ -93,8 +94,10 @@ class TlsDaemon(Daemon):
     (self.plain_port). plaintext defaults to "tls-only"."""
 
     def __init__(self, certs, min_version="TLSv1.2", handshake_timeout=3, plaintext="tls-only",
-                 plaintext_trusted=None, plain_listener=False, sni=True, **kw):
+                 plaintext_trusted=None, plain_listener=False, sni=True, users_bytes=None, **kw):
+        """users_bytes: the users file's exact content (e.g. UTF-8 names), replacing users."""
         super().__init__(plaintext=plaintext, **kw)
+        self.users_bytes = users_bytes
         self.certs = certs
         self.min_version = min_version
         self.handshake_timeout = handshake_timeout
@@ -110,6 +113,9 @@ class TlsDaemon(Daemon):
             self.plain_port = _other_port({self.port, self.tls_port})
         self.certs.copy_into(self.dir)
         super().write_files()
+        if self.users_bytes is not None:
+            with open(self.users_file, "wb") as f:
+                f.write(self.users_bytes)
 
     def config_text(self):
         listen = ['{ address = "127.0.0.1"; port = %d; tls = "starttls"; }' % self.port,
@@ -225,6 +231,112 @@ def sasl_mechs(data):
         if w[0] == b"SASL":
             return [m.upper() for m in w[1:]]
     return []
+
+
+# ---------------------------------------------------------------- test case base
+
+def scram_secret(password):
+    """The users-file secret `pop3d --hash-password --scheme SCRAM-SHA-256` makes."""
+    r = subprocess.run([pop3d_path(), "--hash-password", "--scheme", "SCRAM-SHA-256"],
+                       input=(password + "\n").encode(), capture_output=True, timeout=30,
+                       env=child_env())
+    out = r.stdout.decode().strip()
+    if r.returncode != 0 or not out.startswith("{SCRAM-SHA-256}"):
+        raise RuntimeError("pop3d --hash-password --scheme SCRAM-SHA-256: %r %r"
+                           % (out, r.stderr.decode(errors="replace")))
+    return out
+
+
+def crypt_secret(password):
+    """A yescrypt hash from `pop3d --hash-password`."""
+    r = subprocess.run([pop3d_path(), "--hash-password"], input=(password + "\n").encode(),
+                       capture_output=True, timeout=30, env=child_env())
+    out = r.stdout.decode().strip()
+    if r.returncode != 0 or not out.startswith("$"):
+        raise RuntimeError("pop3d --hash-password: %r %r" % (out, r.stderr.decode(errors="replace")))
+    return out
+
+
+class TlsCaseBase(Pop3TestCase):
+    """A TestCase with one TlsDaemon for its class (DAEMON options) and clients that are closed
+    and whose session ends are awaited at the end of each test."""
+    DAEMON = {}          # TlsDaemon options
+    CORPUS_FOR = ()      # users whose maildir gets the corpus
+    USERS = None         # a function returning the users dict
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        kw = dict(cls.DAEMON)
+        if cls.USERS is not None:
+            kw["users"] = cls.USERS()
+        cls.d = class_daemon(cls, corpus_for=cls.CORPUS_FOR, **kw)
+
+    def setUp(self):
+        self.tracked = []          # (client, server-side "port=N " log key, count before)
+        self.tls0 = self.d.count_log(": tls id=")
+        self.end0 = self.d.count_log("session end")
+
+    def tearDown(self):
+        for c, _key, _n in self.tracked:
+            c.close()
+        for _c, key, n in self.tracked:
+            self.d.wait_log(key, count=n + 1)
+
+    # -- clients
+
+    def track(self, c):
+        """Close c after the test and wait for the daemon's "session end" line for it (its log
+        line names the client's port)."""
+        key = "ip=127.0.0.1 port=%d tls=" % c.sock.getsockname()[1]
+        self.tracked.append((c, key, self.d.count_log(key)))
+        return c
+
+    def plain(self, port=None):
+        """A clear-text client on the STLS port (or port), greeting read."""
+        c = self.track(TlsClient(port or self.d.port, greeting=False))
+        c.greeting = c.line()
+        self.assertOK(c.greeting)
+        return c
+
+    def tls(self, ctx=None, hostname="localhost", port=None):
+        """An implicit-TLS client, greeting read."""
+        c = self.track(TlsClient(port or self.d.tls_port, greeting=False))
+        c.start_tls(ctx, hostname)
+        c.greeting = c.line()
+        self.assertOK(c.greeting)
+        return c
+
+    def stls(self, ctx=None, hostname="localhost"):
+        """A client on the STLS port, upgraded."""
+        c = self.plain()
+        c.stls(ctx, hostname)
+        return c
+
+    def tools_done(self):
+        """Wait for the end of every TLS session opened since setUp (tools make only those)."""
+        n = self.d.count_log(": tls id=") - self.tls0
+        self.assertGreater(n, 0, "no TLS session was made")
+        self.d.wait_session_end(self.end0 + n)
+        return n
+
+    def capa(self, c):
+        st, data = c.cmd_multi("CAPA")
+        self.assertOK(st)
+        return data
+
+    def port_of(self, c):
+        """The local port of tracked client c (also after it was closed)."""
+        for tc, key, _n in self.tracked:
+            if tc is c:
+                return int(key.split("port=")[1].split(" ")[0])
+        raise AssertionError("not tracked")
+
+    def failure_line(self, port):
+        """The daemon's "tls handshake failed" line for the client that used port."""
+        line = self.d.wait_log("ip=127.0.0.1 port=%d: " % port)
+        self.assertIn("tls handshake failed", line)
+        return line
 
 
 # ---------------------------------------------------------------- /proc

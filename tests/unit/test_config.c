@@ -20,6 +20,7 @@
 #include <openssl/ssl.h>        /* TLS1_2_VERSION, TLS1_3_VERSION */
 
 #include "server/config.h"
+#include "server/log.h"          /* enum log_level; LOG_MAIL etc. from <syslog.h> */
 
 struct fx {
 	char          dir[64];      /* mkdtemp result */
@@ -184,6 +185,23 @@ test_defaults(void **state)
 	assert_null(f->cfg->policy.domains);
 	assert_int_equal(f->cfg->policy.nusers, 0);
 	assert_null(f->cfg->policy.users);
+
+	/* Operations settings (proxy, log, process, backoff), all left out. */
+	assert_int_equal(f->cfg->listen[0].proxy_protocol, 0);
+	assert_null(f->cfg->listen[0].proxy_trusted);
+	assert_int_equal(f->cfg->listen[0].nproxy_trusted, 0);
+	assert_int_equal(f->cfg->log.target, LOGT_STDERR);
+	assert_int_equal(f->cfg->log.facility, LOG_MAIL);
+	assert_int_equal(f->cfg->log.level, LOG_INFO);
+	assert_null(f->cfg->process.user);
+	assert_null(f->cfg->process.group);
+	assert_int_equal(f->cfg->process.allow_root, 0);
+	assert_int_equal(f->cfg->process.shutdown_grace, 10);
+	assert_int_equal(f->cfg->backoff.base_ms, 1000);
+	assert_int_equal(f->cfg->backoff.max_ms, 60000);
+	assert_int_equal(f->cfg->backoff.forget, 900);
+	assert_null(f->cfg->backoff.trusted);
+	assert_int_equal(f->cfg->backoff.ntrusted, 0);
 }
 
 static void
@@ -1195,6 +1213,432 @@ test_policy_name_lengths(void **state)
 	expect(f, "%s:9: policy.users[0].user: must be at most 255 octets", f->path);
 }
 
+/* --- listen[].proxy_protocol and proxy_trusted ----------------------------------- */
+
+static void
+test_proxy_good(void **state)
+{
+	struct fx *f = *state;
+	const struct listen_cfg *l;
+	static const uint8_t db8[16] = { 0x20, 0x01, 0x0d, 0xb8 };
+
+	load(f,
+	    "listen = (\n"
+	    "  { address = \"0.0.0.0\"; port = 110; proxy_protocol = true;\n"
+	    "    proxy_trusted = ( \"10.0.0.5\", \"10.0.1.0/24\" ); },\n"
+	    "  { address = \"::\"; port = 110; proxy_protocol = true;\n"
+	    "    proxy_trusted = [ \"2001:db8::/32\" ]; },\n"      /* an array is fine too */
+	    "  { address = \"127.0.0.1\"; port = 111; proxy_protocol = false; },\n"
+	    "  { address = \"127.0.0.1\"; port = 112; }\n"
+	    ");\n" AUTH MAILDROP);
+	expect_ok(f);
+	assert_int_equal(f->cfg->nlisten, 4);
+	l = f->cfg->listen;
+	assert_int_equal(l[0].proxy_protocol, 1);
+	assert_int_equal(l[0].nproxy_trusted, 2);
+	assert_int_equal(l[0].proxy_trusted[0].family, AF_INET);
+	assert_memory_equal(l[0].proxy_trusted[0].addr, "\x0a\x00\x00\x05", 4);
+	assert_int_equal(l[0].proxy_trusted[0].prefix, 32);
+	assert_memory_equal(l[0].proxy_trusted[1].addr, "\x0a\x00\x01\x00", 4);
+	assert_int_equal(l[0].proxy_trusted[1].prefix, 24);
+	assert_int_equal(l[1].proxy_protocol, 1);
+	assert_int_equal(l[1].nproxy_trusted, 1);
+	assert_int_equal(l[1].proxy_trusted[0].family, AF_INET6);
+	assert_memory_equal(l[1].proxy_trusted[0].addr, db8, 16);
+	assert_int_equal(l[1].proxy_trusted[0].prefix, 32);
+	assert_int_equal(l[2].proxy_protocol, 0);
+	assert_int_equal(l[2].nproxy_trusted, 0);
+	assert_null(l[2].proxy_trusted);
+	assert_int_equal(l[3].proxy_protocol, 0);
+	assert_null(l[3].proxy_trusted);
+}
+
+static void
+test_proxy_bad(void **state)
+{
+	struct fx *f = *state;
+
+	load(f,
+	    "listen = (\n"
+	    "  { address = \"127.0.0.1\"; port = 1; proxy_protocol = true; },\n"
+	    "  { address = \"127.0.0.1\"; port = 2; proxy_protocol = true; proxy_trusted = ( ); },\n"
+	    "  { address = \"127.0.0.1\"; port = 3; proxy_trusted = ( \"10.0.0.1\" ); },\n"
+	    "  { address = \"127.0.0.1\"; port = 4; proxy_protocol = false;\n"     /* line 5 */
+	    "    proxy_trusted = ( \"10.0.0.1\" ); },\n"
+	    "  { address = \"127.0.0.1\"; port = 5; proxy_protocol = 1; },\n"
+	    "  { address = \"127.0.0.1\"; port = 6; proxy_protocol = \"yes\";\n"
+	    "    proxy_trusted = ( \"10.0.0.1\" ); },\n"    /* nothing more said about it */
+	    "  { address = \"127.0.0.1\"; port = 7; proxy_protocol = true;\n"      /* line 10 */
+	    "    proxy_trusted = ( \"10.0.0.1/8\", \"proxy.example\" ); },\n"
+	    "  { address = \"127.0.0.1\"; port = 8; proxy_protocol = true;\n"
+	    "    proxy_trusted = \"10.0.0.1\"; }\n"
+	    ");\n" AUTH MAILDROP);
+	assert_int_equal(f->d.n, 9);
+	expect(f, "%s:2: listen[0].proxy_trusted: required setting is missing "
+	    "(proxy_protocol is true)", f->path);
+	expect(f, "%s:3: listen[1].proxy_trusted: needs at least 1 entry when proxy_protocol "
+	    "is true", f->path);
+	expect(f, "%s:4: listen[2].proxy_trusted: is only allowed with proxy_protocol = true",
+	    f->path);
+	expect(f, "%s:6: listen[3].proxy_trusted: is only allowed with proxy_protocol = true",
+	    f->path);
+	expect(f, "%s:7: listen[4].proxy_protocol: must be true or false, not an integer", f->path);
+	expect(f, "%s:8: listen[5].proxy_protocol: must be true or false, not a string", f->path);
+	expect(f, "%s:11: listen[6].proxy_trusted[0]: has address bits set beyond the /8 prefix "
+	    "(the block is 10.0.0.0/8)", f->path);
+	expect(f, "%s:11: listen[6].proxy_trusted[1]: must be an IPv4 or IPv6 address, "
+	    "optionally with /prefix (no names)", f->path);
+	expect(f, "%s:13: listen[7].proxy_trusted: must be a list of strings ( \"...\", ... ), "
+	    "not a string", f->path);
+}
+
+/* --- log ------------------------------------------------------------------------ */
+
+static void
+test_log_good(void **state)
+{
+	struct fx *f = *state;
+	static const struct { const char *name; int value; } fac[] = {
+		{ "mail", LOG_MAIL }, { "daemon", LOG_DAEMON }, { "user", LOG_USER },
+		{ "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 }, { "local2", LOG_LOCAL2 },
+		{ "local3", LOG_LOCAL3 }, { "local4", LOG_LOCAL4 }, { "local5", LOG_LOCAL5 },
+		{ "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
+	};
+	static const struct { const char *name; int value; } lvl[] = {
+		{ "error", LOG_ERR }, { "warning", LOG_WARN }, { "info", LOG_INFO },
+		{ "debug", LOG_DEBUG },
+	};
+	char text[512];
+	size_t i;
+
+	load(f, BASE "log = { target = \"syslog\"; facility = \"local7\"; level = \"debug\"; };\n");
+	expect_ok(f);
+	assert_int_equal(f->cfg->log.target, LOGT_SYSLOG);
+	assert_int_equal(f->cfg->log.facility, LOG_LOCAL7);
+	assert_int_equal(f->cfg->log.level, LOG_DEBUG);
+
+	for (i = 0; i < sizeof(fac) / sizeof(fac[0]); i++) {
+		config_free(f->cfg);
+		f->cfg = NULL;
+		snprintf(text, sizeof(text), "%slog = { facility = \"%s\"; };\n", BASE,
+		    fac[i].name);
+		load(f, text);
+		expect_ok(f);
+		assert_int_equal(f->cfg->log.facility, fac[i].value);
+		assert_int_equal(f->cfg->log.target, LOGT_STDERR);     /* kept, not refused */
+	}
+	for (i = 0; i < sizeof(lvl) / sizeof(lvl[0]); i++) {
+		config_free(f->cfg);
+		f->cfg = NULL;
+		snprintf(text, sizeof(text), "%slog = { target = \"stderr\"; level = \"%s\"; };\n",
+		    BASE, lvl[i].name);
+		load(f, text);
+		expect_ok(f);
+		assert_int_equal(f->cfg->log.level, lvl[i].value);
+	}
+
+	/* An empty group is all defaults. */
+	config_free(f->cfg);
+	f->cfg = NULL;
+	load(f, BASE "log = { };\n");
+	expect_ok(f);
+	assert_int_equal(f->cfg->log.target, LOGT_STDERR);
+	assert_int_equal(f->cfg->log.facility, LOG_MAIL);
+	assert_int_equal(f->cfg->log.level, LOG_INFO);
+}
+
+static void
+test_log_bad(void **state)
+{
+	struct fx *f = *state;
+
+	load(f, BASE
+	    "log = {\n"                         /* line 4 */
+	    "  target = \"journald\";\n"
+	    "  facility = \"local8\";\n"
+	    "  level = \"warn\";\n"
+	    "  ident = \"pop3d\";\n"
+	    "};\n");
+	assert_int_equal(f->d.n, 4);
+	expect(f, "%s:5: log.target: must be \"stderr\" or \"syslog\"", f->path);
+	expect(f, "%s:6: log.facility: must be \"mail\", \"daemon\", \"user\", \"local0\", "
+	    "\"local1\", \"local2\", \"local3\", \"local4\", \"local5\", \"local6\" or \"local7\"",
+	    f->path);
+	expect(f, "%s:7: log.level: must be \"error\", \"warning\", \"info\" or \"debug\"", f->path);
+	expect(f, "%s:8: log.ident: unknown setting", f->path);
+
+	/* Exactly so: no other case, no numbers (not even syslog's own). */
+	diag_free(&f->d);
+	load(f, BASE "log = { target = \"SYSLOG\";\n  facility = 16;\n  level = 6; };\n");
+	assert_int_equal(f->d.n, 3);
+	expect(f, "%s:4: log.target: must be \"stderr\" or \"syslog\"", f->path);
+	expect(f, "%s:5: log.facility: must be a string, not an integer", f->path);
+	expect(f, "%s:6: log.level: must be a string, not an integer", f->path);
+
+	diag_free(&f->d);
+	load(f, BASE "log = \"syslog\";\n");
+	assert_int_equal(f->d.n, 1);
+	expect(f, "%s:4: log: must be a group { ... }, not a string", f->path);
+}
+
+/* --- process --------------------------------------------------------------------- */
+
+#define NAME64 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._"
+
+static void
+test_process_good(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(strlen(NAME64), 64);
+	load(f, BASE
+	    "process = { user = \"pop3d\"; group = \"mail\"; allow_root = true;\n"
+	    "  shutdown_grace = 3600; };\n");
+	expect_ok(f);
+	assert_string_equal(f->cfg->process.user, "pop3d");
+	assert_string_equal(f->cfg->process.group, "mail");
+	assert_int_equal(f->cfg->process.allow_root, 1);
+	assert_int_equal(f->cfg->process.shutdown_grace, 3600);
+
+	/* Boundaries that fit: 64 characters, one character, '_' '.' and digits first. */
+	config_free(f->cfg);
+	f->cfg = NULL;
+	load(f, BASE "process = { user = \"" NAME64 "\"; group = \"_\";\n"
+	    "  allow_root = false; shutdown_grace = 0; };\n");
+	expect_ok(f);
+	assert_string_equal(f->cfg->process.user, NAME64);
+	assert_string_equal(f->cfg->process.group, "_");
+	assert_int_equal(f->cfg->process.allow_root, 0);
+	assert_int_equal(f->cfg->process.shutdown_grace, 0);
+
+	/* A user alone (group: the user's own) and names that only the system can refuse. */
+	config_free(f->cfg);
+	f->cfg = NULL;
+	load(f, BASE "process = { user = \"1000\"; };\n");
+	expect_ok(f);
+	assert_string_equal(f->cfg->process.user, "1000");
+	assert_null(f->cfg->process.group);
+	assert_int_equal(f->cfg->process.shutdown_grace, 10);
+
+	config_free(f->cfg);
+	f->cfg = NULL;
+	load(f, BASE "process = { user = \".no-such_user.\"; group = \"x-\"; };\n");
+	expect_ok(f);
+	assert_string_equal(f->cfg->process.user, ".no-such_user.");
+	assert_string_equal(f->cfg->process.group, "x-");
+}
+
+static void
+test_process_bad(void **state)
+{
+	struct fx *f = *state;
+	static const char chars[] = "must be a name of letters, digits, '.', '_' and '-'";
+
+	load(f, BASE
+	    "process = {\n"                     /* line 4 */
+	    "  user = \"-pop3d\";\n"
+	    "  group = \"pop 3d\";\n"
+	    "  allow_root = \"no\";\n"
+	    "  shutdown_grace = 3601;\n"
+	    "  chroot = \"/var/empty\";\n"
+	    "};\n");
+	assert_int_equal(f->d.n, 5);
+	expect(f, "%s:5: process.user: must not start with '-'", f->path);
+	expect(f, "%s:6: process.group: %s", f->path, chars);
+	expect(f, "%s:7: process.allow_root: must be true or false, not a string", f->path);
+	expect(f, "%s:8: process.shutdown_grace: must be between 0 and 3600", f->path);
+	expect(f, "%s:9: process.chroot: unknown setting", f->path);
+
+	diag_free(&f->d);
+	load(f, BASE
+	    "process = {\n"
+	    "  user = \"" NAME64 "x\";\n"           /* 65: one over */
+	    "  group = \"\";\n"
+	    "  allow_root = 0;\n"
+	    "  shutdown_grace = -1;\n"
+	    "};\n");
+	assert_int_equal(f->d.n, 4);
+	expect(f, "%s:5: process.user: must be at most 64 characters", f->path);
+	expect(f, "%s:6: process.group: must not be empty", f->path);
+	expect(f, "%s:7: process.allow_root: must be true or false, not an integer", f->path);
+	expect(f, "%s:8: process.shutdown_grace: must be between 0 and 3600", f->path);
+
+	/* UTF-8, a path, a colon (passwd separator), a number. */
+	diag_free(&f->d);
+	load(f, BASE
+	    "process = {\n"
+	    "  user = \"p\xc3\xb6p\";\n"
+	    "  group = \"/etc/group\";\n"
+	    "  shutdown_grace = 1.5;\n"
+	    "};\n");
+	assert_int_equal(f->d.n, 3);
+	expect(f, "%s:5: process.user: %s", f->path, chars);
+	expect(f, "%s:6: process.group: %s", f->path, chars);
+	expect(f, "%s:7: process.shutdown_grace: must be an integer, not a float", f->path);
+
+	diag_free(&f->d);
+	load(f, BASE "process = { user = \"a:b\"; group = 100; };\n");
+	assert_int_equal(f->d.n, 2);
+	expect(f, "%s:4: process.user: %s", f->path, chars);
+	expect(f, "%s:4: process.group: must be a string, not an integer", f->path);
+}
+
+static void
+test_process_group_needs_user(void **state)
+{
+	struct fx *f = *state;
+
+	load(f, BASE "process = {\n  shutdown_grace = 5;\n  group = \"mail\";\n};\n");
+	assert_int_equal(f->d.n, 1);
+	expect(f, "%s:6: process.group: needs process.user as well", f->path);
+
+	/* A user that is there but wrong is reported alone. */
+	diag_free(&f->d);
+	load(f, BASE "process = { user = \"\"; group = \"mail\"; };\n");
+	assert_int_equal(f->d.n, 1);
+	expect(f, "%s:4: process.user: must not be empty", f->path);
+}
+
+/* --- limits.auth_backoff_* and limits.trusted ---------------------------------- */
+
+static void
+test_backoff_good(void **state)
+{
+	struct fx *f = *state;
+	const struct backoff_cfg *b;
+
+	load(f, BASE
+	    "limits = {\n"
+	    "  auth_backoff_base = 0.25;\n"
+	    "  auth_backoff_max = 3600;\n"
+	    "  auth_backoff_forget = 86400;\n"
+	    "  trusted = ( \"192.0.2.0/24\", \"::1\" );\n"
+	    "};\n");
+	expect_ok(f);
+	b = &f->cfg->backoff;
+	assert_int_equal(b->base_ms, 250);
+	assert_int_equal(b->max_ms, 3600000);
+	assert_int_equal(b->forget, 86400);
+	assert_int_equal(b->ntrusted, 2);
+	assert_int_equal(b->trusted[0].family, AF_INET);
+	assert_memory_equal(b->trusted[0].addr, "\xc0\x00\x02\x00", 4);
+	assert_int_equal(b->trusted[0].prefix, 24);
+	assert_int_equal(b->trusted[1].family, AF_INET6);
+	assert_int_equal(b->trusted[1].prefix, 128);
+	assert_int_equal(f->cfg->nplaintext_trusted, 0);   /* a list of its own */
+
+	/* Other edges: base = max = 60; integers; forget 1. */
+	config_free(f->cfg);
+	f->cfg = NULL;
+	load(f, BASE "limits = { auth_backoff_base = 60; auth_backoff_max = 60.0;\n"
+	    "  auth_backoff_forget = 1; trusted = [ ]; };\n");
+	expect_ok(f);
+	assert_int_equal(f->cfg->backoff.base_ms, 60000);
+	assert_int_equal(f->cfg->backoff.max_ms, 60000);
+	assert_int_equal(f->cfg->backoff.forget, 1);
+	assert_int_equal(f->cfg->backoff.ntrusted, 0);
+
+	/* Off: base 0, and then max may be anything, 0 included. */
+	config_free(f->cfg);
+	f->cfg = NULL;
+	load(f, BASE "limits = { auth_backoff_base = 0; auth_backoff_max = 0; };\n");
+	expect_ok(f);
+	assert_int_equal(f->cfg->backoff.base_ms, 0);
+	assert_int_equal(f->cfg->backoff.max_ms, 0);
+}
+
+static void
+test_backoff_bad(void **state)
+{
+	struct fx *f = *state;
+
+	load(f, BASE
+	    "limits = {\n"                          /* line 4 */
+	    "  auth_backoff_base = 60.001;\n"
+	    "  auth_backoff_max = 3600.5;\n"
+	    "  auth_backoff_forget = 0;\n"
+	    "  trusted = ( \"192.0.2.1/24\", \"gateway\" );\n"
+	    "};\n");
+	assert_int_equal(f->d.n, 5);
+	expect(f, "%s:5: limits.auth_backoff_base: must be between 0 and 60 seconds", f->path);
+	expect(f, "%s:6: limits.auth_backoff_max: must be between 0 and 3600 seconds", f->path);
+	expect(f, "%s:7: limits.auth_backoff_forget: must be between 1 and 86400", f->path);
+	expect(f, "%s:8: limits.trusted[0]: has address bits set beyond the /24 prefix "
+	    "(the block is 192.0.2.0/24)", f->path);
+	expect(f, "%s:8: limits.trusted[1]: must be an IPv4 or IPv6 address, optionally with "
+	    "/prefix (no names)", f->path);
+
+	diag_free(&f->d);
+	load(f, BASE
+	    "limits = {\n"
+	    "  auth_backoff_base = -0.5;\n"
+	    "  auth_backoff_max = \"60\";\n"
+	    "  auth_backoff_forget = 86401;\n"
+	    "  trusted = \"127.0.0.1\";\n"
+	    "};\n");
+	assert_int_equal(f->d.n, 4);
+	expect(f, "%s:5: limits.auth_backoff_base: must be between 0 and 60 seconds", f->path);
+	expect(f, "%s:6: limits.auth_backoff_max: must be a number of seconds, not a string",
+	    f->path);
+	expect(f, "%s:7: limits.auth_backoff_forget: must be between 1 and 86400", f->path);
+	expect(f, "%s:8: limits.trusted: must be a list of strings ( \"...\", ... ), not a string",
+	    f->path);
+
+	diag_free(&f->d);
+	load(f, BASE "limits = { auth_backoff_forget = 1.5; };\n");
+	assert_int_equal(f->d.n, 1);
+	expect(f, "%s:4: limits.auth_backoff_forget: must be an integer, not a float", f->path);
+}
+
+static void
+test_backoff_max_below_base(void **state)
+{
+	struct fx *f = *state;
+
+	load(f, BASE "limits = {\n  auth_backoff_base = 2;\n  auth_backoff_max = 1.5;\n};\n");
+	assert_int_equal(f->d.n, 1);
+	expect(f, "%s:6: limits.auth_backoff_max: is 1.5 seconds, less than auth_backoff_base "
+	    "(2 seconds); set auth_backoff_base = 0 to turn the backoff off", f->path);
+
+	/* The default base (1 s) counts too. */
+	diag_free(&f->d);
+	load(f, BASE "limits = {\n  auth_backoff_max = 0;\n};\n");
+	assert_int_equal(f->d.n, 1);
+	expect(f, "%s:5: limits.auth_backoff_max: is 0 seconds, less than auth_backoff_base "
+	    "(1 seconds); set auth_backoff_base = 0 to turn the backoff off", f->path);
+
+	/* One millisecond under: still refused; equal: fine. */
+	diag_free(&f->d);
+	load(f, BASE "limits = { auth_backoff_base = 0.5; auth_backoff_max = 0.499; };\n");
+	assert_int_equal(f->d.n, 1);
+	diag_free(&f->d);
+	load(f, BASE "limits = { auth_backoff_base = 0.5; auth_backoff_max = 0.5; };\n");
+	expect_ok(f);
+	assert_int_equal(f->cfg->backoff.max_ms, 500);
+}
+
+/* The new groups report with the rest, in file order, and free what they took. */
+static void
+test_ops_errors_together(void **state)
+{
+	struct fx *f = *state;
+
+	load(f,
+	    "listen = ( { address = \"127.0.0.1\"; port = 110; proxy_protocol = true; } );\n"
+	    AUTH MAILDROP
+	    "limits = { trusted = ( \"10.0.0.0/8\", \"10.0.0.1/8\" ); auth_backoff_max = 0.1; };\n"
+	    "log = { level = \"verbose\"; };\n"
+	    "process = { group = \"mail\"; shutdown_grace = 9999; };\n");
+	assert_int_equal(f->d.n, 5);
+	expect(f, "%s:1: listen[0].proxy_trusted: required setting is missing "
+	    "(proxy_protocol is true)", f->path);
+	expect(f, "%s:4: limits.trusted[1]: has address bits set beyond the /8 prefix "
+	    "(the block is 10.0.0.0/8)", f->path);
+	expect(f, "%s:5: log.level: must be \"error\", \"warning\", \"info\" or \"debug\"", f->path);
+	expect(f, "%s:6: process.shutdown_grace: must be between 0 and 3600", f->path);
+	expect(f, "%s:6: process.group: needs process.user as well", f->path);
+}
+
 int
 main(void)
 {
@@ -1232,6 +1676,17 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_policy_bad, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_policy_keep_days_with_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_policy_name_lengths, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_proxy_good, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_proxy_bad, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_good, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_bad, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_process_good, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_process_bad, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_process_group_needs_user, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_good, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_bad, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_max_below_base, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ops_errors_together, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,94 @@
+/*
+ * confset: loads a configuration generation and frees it when its last user
+ * lets go. Never logs: callers decide how problems are shown.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "maildrop/maildrop.h"
+#include "policy/rules.h"
+#include "server/auth.h"
+#include "server/config.h"
+#include "server/confset.h"
+#include "server/tlsio.h"
+
+static void
+conf_set_free(struct conf_set *cs)
+{
+	rules_free(cs->rules);
+	tls_ctx_free(cs->tls);
+	if (cs->users != NULL)
+		users_unref(cs->users);
+	config_free(cs->cfg);
+	free(cs);
+}
+
+/* rules_build reports warnings ("FILE:LINE: warning: ...") among its errors. */
+static void
+split_rules_diag(const struct diag *rd, struct diag *errors, struct diag *warnings)
+{
+	size_t i;
+
+	for (i = 0; i < rd->n; i++)
+		diag_add(strstr(rd->msg[i], ": warning: ") != NULL ? warnings : errors, "%s",
+		         rd->msg[i]);
+}
+
+struct conf_set *
+conf_set_load(const char *path, struct diag *errors, struct diag *user_errors,
+              struct diag *warnings)
+{
+	struct conf_set *cs = calloc(1, sizeof *cs);
+	struct diag rd = { 0 };
+	size_t before = errors->n;
+	char err[256];
+
+	if (cs == NULL) {
+		diag_add(errors, "%s: out of memory", path);
+		return NULL;
+	}
+	cs->refs = 1;
+	if (config_load(path, &cs->cfg, errors) != 0)
+		goto fail;
+	if (maildrop_template_check(cs->cfg->maildrop_path, err, sizeof err) != 0)
+		diag_add(errors, "%s: maildrop.path: %s", path, err);
+	if (cs->cfg->tls.present)
+		cs->tls = tls_ctx_new(&cs->cfg->tls, errors, warnings);
+	if (users_load(cs->cfg->users_file, &cs->users, user_errors) != 0) {
+		/* The file itself cannot be read: that is fatal, not one bad line. */
+		if (user_errors->n > 0)
+			diag_add(errors, "%s", user_errors->msg[user_errors->n - 1]);
+		else
+			diag_add(errors, "%s: auth.users_file: cannot be read", path);
+		goto fail;
+	}
+	cs->rules = rules_build(cs->cfg, cs->users, &rd);
+	split_rules_diag(&rd, errors, warnings);
+	if (cs->rules == NULL && rd.n == 0)
+		diag_add(errors, "%s: policy: out of memory", path);
+	diag_free(&rd);
+	if (errors->n != before || errors->oom || cs->rules == NULL ||
+	    (cs->cfg->tls.present && cs->tls == NULL))
+		goto fail;
+	rules_summary(cs->rules, cs->users, &cs->capa);
+	return cs;
+fail:
+	if (errors->n == before)
+		diag_add(errors, "%s: configuration cannot be used", path);
+	conf_set_free(cs);
+	return NULL;
+}
+
+struct conf_set *
+conf_set_ref(struct conf_set *cs)
+{
+	cs->refs++;
+	return cs;
+}
+
+void
+conf_set_unref(struct conf_set *cs)
+{
+	if (cs != NULL && --cs->refs == 0)
+		conf_set_free(cs);
+}
