@@ -1,7 +1,6 @@
 /*
- * proxy: owns the byte-level grammar of PROXY protocol v1/v2 headers (HAProxy's proxy-protocol.txt).
- * A pure function of the bytes it is given: never allocates, never keeps state between calls,
- * never reads past p[n) or past the header, and never trusts a NUL terminator in client bytes.
+ * proxy: owns the grammar of PROXY protocol v1/v2 headers (HAProxy's proxy-protocol.txt).
+ * Pure and stateless: never allocates, never reads past p[n), never trusts a NUL terminator.
  */
 #include "server/proxy.h"
 
@@ -12,7 +11,7 @@
 
 #include "server/strutil.h"
 
-/* v1: "PROXY TCP6 " + 2 * 39 + " " + "65535 65535\r\n" (spec 2.1, the longest line it allows). */
+/* v1 line ceiling including CRLF (spec 2.1; its longest TCP6 line is 104 octets). */
 #define V1_MAX 107
 
 /* v2: 12-octet signature, ver_cmd, fam, 2-octet length (spec 2.2). */
@@ -130,7 +129,8 @@ static int v6_feed(struct v6_pre *s, size_t pos, unsigned char ch)
 			return 1;
 		}
 		if (s->xd == 0) {                      /* second ':' of "::" */
-			if (s->dcolon || s->groups > 7)
+			/* the first ':' already left room: groups <= 7 here */
+			if (s->dcolon)
 				return 0;
 			s->dcolon = 1;
 			return 1;

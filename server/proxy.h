@@ -25,10 +25,17 @@ struct proxy_result {
 };
 
 /*
- * Parse p[0..n). On PROXY_OK sets *used and *r. On PROXY_MORE nothing is set.
- * v1: "PROXY TCP4|TCP6|UNKNOWN src dst sport dport\r\n" with strict numbers
- * and addresses; v2: the 12-octet signature, version 2, command LOCAL or PROXY,
- * family INET/INET6 over STREAM (others: treated as LOCAL), TLVs skipped.
+ * Parse p[0..n); stateless, so call again with the grown buffer after MORE.
+ * On PROXY_OK sets *used and *r; on PROXY_MORE and PROXY_BAD nothing is set.
+ * BAD comes at the first octet that no valid header could continue.
+ * v1: "PROXY TCP4|TCP6 src dst sport dport\r\n", single spaces, addresses in
+ * the named family (inet_pton), ports 0..65535 without heading zeroes ("0" ok,
+ * "080" BAD), at most 107 octets; "PROXY UNKNOWN" then anything up to CRLF is
+ * local. v2: the 12-octet signature, version 2, command LOCAL (family ignored)
+ * or PROXY; INET/INET6 over STREAM give addresses, the other assigned families
+ * and protocols (UNSPEC, UNIX, DGRAM) give local, unassigned ones are BAD; the
+ * length must cover the family's address block; TLVs are skipped unread.
+ * When r->local is 1, src and dst are zeroed (AF_UNSPEC).
  */
 enum proxy_status proxy_parse(const unsigned char *p, size_t n, size_t *used, struct proxy_result *r);
 

@@ -228,14 +228,12 @@ def restart(d, extra_config=None):
     return d
 
 
-def kill_midway(proc, progress, target, timeout=IO_TIMEOUT):
-    """Step proc (a Popen) in tiny slices, SIGCONT then SIGSTOP, looking at progress() (how many
-    files are gone) while it is stopped; SIGKILL it while stopped as soon as progress() >=
-    target, or once it exited or the time is up. Returns the progress at the kill. The kill
-    lands at one instant of the removal loop, as a crash would."""
+def kill_midway(proc, watch, timeout=IO_TIMEOUT):
+    """Step proc (a Popen) in tiny slices, SIGCONT then SIGSTOP, and SIGKILL it, while stopped,
+    as soon as the file watch is gone (or it exited, or the time is up). The kill lands at one
+    instant of the removal loop, as a crash would. Returns True when watch was gone."""
     pid = proc.pid
     deadline = time.monotonic() + timeout
-    n = progress()
     try:
         while True:
             os.kill(pid, signal.SIGSTOP)
@@ -243,11 +241,11 @@ def kill_midway(proc, progress, target, timeout=IO_TIMEOUT):
             if not os.WIFSTOPPED(status):            # it exited meanwhile: we reaped it
                 proc.returncode = (-os.WTERMSIG(status) if os.WIFSIGNALED(status)
                                    else os.WEXITSTATUS(status))
-                return progress()
-            n = progress()
-            if n >= target or time.monotonic() > deadline:
+                return not os.path.exists(watch)
+            gone = not os.path.exists(watch)
+            if gone or time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
-                return n
+                return gone
             os.kill(pid, signal.SIGCONT)
     finally:
         if proc.returncode is None:

@@ -756,12 +756,12 @@ class CrashTest(PolicyCase):
 
     Removing 200 small files takes about 0.1 ms here, so a kill at a random delay lands before
     or after the loop. "midway" rounds use MIDWAY_N messages, step the process with
-    SIGSTOP/SIGCONT and SIGKILL it, while stopped, once a random number of files is gone; such a
-    round is repeated (a bounded number of times) until one kill landed strictly inside the
-    loop."""
+    SIGSTOP/SIGCONT and SIGKILL it, while stopped, once a randomly chosen due file is gone
+    (files go in maildir order: mtime, then name); such a round is repeated (a bounded number of
+    times) until one kill landed strictly inside the loop."""
 
     N = 300
-    MIDWAY_N = 2000
+    MIDWAY_N = 1000
     MIDWAY_TRIES = 4
 
     def check_after_crash(self, d, user, originals, may_go):
@@ -815,7 +815,8 @@ class CrashTest(PolicyCase):
                 self.assertOK(st)
             c.send(b"QUIT\r\n")
             if mode == "midway":
-                kill_midway(d.proc, lambda: n - count_files(md), random.randint(1, len(retrd) - 1))
+                watch = retrd[random.randint(1, len(retrd) - 2)]
+                kill_midway(d.proc, os.path.join(md, "new", watch))
             elif mode == "after":                               # as the log reports UPDATE
                 d.wait_log("update id=")
             else:
@@ -828,7 +829,7 @@ class CrashTest(PolicyCase):
             # a sweep removes only downloaded mail left behind by the crash (none was DELE'd)
             r = self.expire(d, "--user", user)
             self.assertEqual(set(r.removed()) - set(retrd), set())
-            self.assertTrue(set(names) - set(retrd) <= set(contents(md)))
+            self.assertEqual(set(names) - set(retrd) - set(contents(md)), set(), "lost")
             return gone, len(retrd)
 
         self.rounds(run_round)
@@ -851,7 +852,8 @@ class CrashTest(PolicyCase):
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, env=child_env(), cwd="/")
             if mode == "midway":
-                kill_midway(p, lambda: total - count_files(md), random.randint(1, n - 1))
+                watch = sorted(old)[random.randint(1, n - 2)]
+                kill_midway(p, os.path.join(md, "new", watch))
             elif mode == "after":
                 p.wait(IO_TIMEOUT)
             else:
@@ -866,8 +868,8 @@ class CrashTest(PolicyCase):
             self.assertEqual({u: recs[u][1] for u in dl}, {u: 30 for u in dl})
             self.assertEqual(set(self.expire(d, "--dry-run", "--at", "+29d", "--user", user)
                                  .removed()) & set(dl), set())
-            self.assertTrue(set(dl) <= set(self.expire(d, "--dry-run", "--at", "+30d",
-                                                       "--user", user).removed()))
+            r = self.expire(d, "--dry-run", "--at", "+30d", "--user", user)
+            self.assertEqual(set(dl) - set(r.removed()), set(), r.describe())
             self.expire(d, "--user", user)
             self.assertEqual(set(contents(md)), set(dl) | set(young))
             return gone, n

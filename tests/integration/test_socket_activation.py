@@ -73,6 +73,8 @@ class ActivatedDaemon(Daemon):
     passed socket (default: the socket's own port)."""
 
     def __init__(self, extra_listen="", config_port=None, **kw):
+        # Tests run as root; what is tested here is the socket, not the privilege drop.
+        kw.setdefault("extra_config", "process = { allow_root = true; };\n")
         super().__init__(**kw)
         self.extra_listen = extra_listen
         self.config_port = config_port
@@ -178,6 +180,7 @@ class SocketActivationTest(Pop3TestCase):
         try:
             rc = d.proc.wait(READY_TIMEOUT)
         except subprocess.TimeoutExpired:
+            d.stopped = True
             d._kill()
             self.fail("pop3d kept running with a passed socket that matches no listen entry; "
                       "stderr:\n" + d.stderr())

@@ -343,6 +343,19 @@ test_example_file(void **state)
 	assert_int_equal(f->cfg->idle_timeout, 600);
 	assert_int_equal(f->cfg->max_connections, 10000);
 	assert_int_equal(f->cfg->max_connections_per_ip, 50);
+	assert_int_equal(f->cfg->listen[0].proxy_protocol, 0);
+	assert_int_equal(f->cfg->listen[3].nproxy_trusted, 0);
+	assert_int_equal(f->cfg->backoff.base_ms, 1000);
+	assert_int_equal(f->cfg->backoff.max_ms, 60000);
+	assert_int_equal(f->cfg->backoff.forget, 900);
+	assert_int_equal(f->cfg->backoff.ntrusted, 0);
+	assert_int_equal(f->cfg->log.target, LOGT_STDERR);
+	assert_int_equal(f->cfg->log.facility, LOG_MAIL);
+	assert_int_equal(f->cfg->log.level, LOG_INFO);
+	assert_null(f->cfg->process.user);
+	assert_null(f->cfg->process.group);
+	assert_int_equal(f->cfg->process.allow_root, 0);
+	assert_int_equal(f->cfg->process.shutdown_grace, 10);
 }
 
 static void

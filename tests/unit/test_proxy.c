@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
@@ -54,11 +55,11 @@ static enum proxy_status parse_n(const unsigned char *h, size_t k, size_t *used,
  */
 static void expect_good(const unsigned char *h, size_t len, struct proxy_result *out)
 {
-	unsigned char buf[PROXY_HEADER_MAX + sizeof(CLIENT) + 256];
+	unsigned char buf[2 * PROXY_HEADER_MAX + sizeof(CLIENT)];
 	struct proxy_result r, r2;
 	size_t k, used;
 
-	assert_true(len + sizeof(CLIENT) + 128 <= sizeof(buf));
+	assert_true(len <= PROXY_HEADER_MAX);
 	for (k = 0; k < len; k++) {
 		if (parse_n(h, k, &used, &r) != PROXY_MORE)
 			fail_msg("prefix of %zu/%zu octets is not PROXY_MORE", k, len);
@@ -255,8 +256,9 @@ static const struct bad_case v1_bad[] = {
 	{ "PROXY TCP", "5 1.2.3.4 5.6.7.8 1 2\r\n" },
 	{ "PROXY TCP", " 1.2.3.4 5.6.7.8 1 2\r\n" },
 	{ "PROXY TCP4", "\r\n" },
-	{ "PROXY TCP4", "  1.2.3.4 5.6.7.8 1 2\r\n" },
-	{ "PROXY ", "UDP4 1.2.3.4 5.6.7.8 1 2\r\n" },
+	{ "PROXY TCP4 ", " 1.2.3.4 5.6.7.8 1 2\r\n" },
+	{ "PROXY ", "XCP4 1.2.3.4 5.6.7.8 1 2\r\n" },
+	{ "PROXY U", "DP4 1.2.3.4 5.6.7.8 1 2\r\n" },
 	{ "PROXY UNK", "OWN\r\n" },
 	{ "PROXY UNKNOW", "\r\n" },
 	/* addresses in the wrong family */
@@ -300,17 +302,15 @@ static const struct bad_case v1_bad[] = {
 	{ "PROXY TCP6 ::ffff:1.2.3.4", ":1 ::1 1 2\r\n" },
 	{ "PROXY TCP6 ::ffff:1.2.3.4", ".5 ::1 1 2\r\n" },
 	{ "PROXY TCP6 1:2:3:4:5:6:7:1", ".2.3.4 ::1 1 2\r\n" },
-	{ "PROXY TCP6 1:2:3:4:5::1", ".2.3.4 ::1 1 2\r\n" } /* 5 + 2 + "::" fits: see below */,
 	/* ports: 0..65535, decimal, no heading zeroes (spec 2.1), single spaces */
 	{ "PROXY TCP4 1.2.3.4 5.6.7.8 6553", "6 80\r\n" },
 	{ "PROXY TCP4 1.2.3.4 5.6.7.8 80 6553", "6\r\n" },
-	{ "PROXY TCP4 1.2.3.4 5.6.7.8 99999", "9 80\r\n" },
+	{ "PROXY TCP4 1.2.3.4 5.6.7.8 9999", "9 80\r\n" },
 	{ "PROXY TCP4 1.2.3.4 5.6.7.8 0", "80 80\r\n" },
 	{ "PROXY TCP4 1.2.3.4 5.6.7.8 80 0", "0\r\n" },
 	{ "PROXY TCP4 1.2.3.4 5.6.7.8 ", "+80 80\r\n" },
 	{ "PROXY TCP4 1.2.3.4 5.6.7.8 ", "-1 80\r\n" },
 	{ "PROXY TCP4 1.2.3.4 5.6.7.8 ", " 1 2\r\n" },
-	{ "PROXY TCP4 1.2.3.4 5.6.7.8 1", "  2\r\n" },
 	{ "PROXY TCP4 1.2.3.4 5.6.7.8 1 ", " 2\r\n" },
 	{ "PROXY TCP4 1.2.3.4 5.6.7.8 1", "\t2\r\n" },
 	{ "PROXY TCP4 1.2.3.4 5.6.7.8 1", "\r\n" },
@@ -337,16 +337,11 @@ static void test_v1_malformed(void **state)
 	for (i = 0; i < sizeof(v1_bad) / sizeof(v1_bad[0]); i++) {
 		a = strlen(v1_bad[i].ok);
 		b = strlen(v1_bad[i].bad);
-		/* "1:2:3:4:5::1.2.3.4" is valid: this row only checks it is NOT refused early */
-		if (strcmp(v1_bad[i].ok, "PROXY TCP6 1:2:3:4:5::1") == 0)
-			continue;
 		assert_true(a + b < sizeof(buf));
 		memcpy(buf, v1_bad[i].ok, a);
 		memcpy(buf + a, v1_bad[i].bad, b);
 		expect_bad_at((const unsigned char *)buf, a + b, a + 1);
 	}
-	/* the one valid row above, in full */
-	good_str("PROXY TCP6 1:2:3:4:5::1.2.3.4 ::1 1 2\r\n", NULL);
 	/* NUL inside an address, a port, after PROXY */
 	expect_bad_at((const unsigned char *)"PROXY TCP4 1.2\0.3.4 5.6.7.8 1 2\r\n", 33, 15);
 	expect_bad_at((const unsigned char *)"PROXY TCP4 1.2.3.4 5.6.7.8 1\0 2\r\n", 33, 29);
@@ -509,7 +504,7 @@ static void test_v2_malformed(void **state)
 {
 	unsigned char h[PROXY_HEADER_MAX + 64], body[PROXY_HEADER_MAX];
 	struct proxy_result r;
-	size_t len, k;
+	size_t len, k, used;
 
 	(void)state;
 	memset(body, 0, sizeof(body));
@@ -575,7 +570,7 @@ static void test_v2_malformed(void **state)
 	/* a header that just stops (length says 20, 19 arrive) is only ever MORE */
 	len = v2_build(h, 0x21, 0x11, 20, body, 19);
 	for (k = 0; k <= len; k++)
-		assert_int_equal(parse_n(h, k, &k == NULL ? NULL : &len, &r), PROXY_MORE);
+		assert_int_equal(parse_n(h, k, &used, &r), PROXY_MORE);
 }
 
 /* ---- randomised agreement with inet_pton ---- */
