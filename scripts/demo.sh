@@ -62,6 +62,10 @@ maildrop = { path = "$demo/mail/%d/%n/Maildir"; };
 tls = { certificate = "cert.pem"; key = "key.pem"; };
 policy = { retention = "keep"; keep_days = 30; };   # CAPA says EXPIRE 30
 CONF
+if [ "$(id -u)" = 0 ]; then
+	# pop3d refuses to serve as root unless told; a real setup sets process.user instead.
+	echo 'process = { allow_root = true; };   # demo only' >> "$demo/pop3d.conf"
+fi
 
 "$bin" -c "$demo/pop3d.conf" -t
 cat <<MSG

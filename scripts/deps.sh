@@ -25,6 +25,7 @@ if [ "$mode" = test ]; then
 	command -v fetchmail >/dev/null 2>&1 || want fetchmail
 	command -v getmail >/dev/null 2>&1 || want getmail6
 	command -v mpop >/dev/null 2>&1 || want mpop
+	command -v fail2ban-regex >/dev/null 2>&1 || want fail2ban
 fi
 
 [ -z "$need" ] && exit 0

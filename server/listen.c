@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "server/config.h"
 #include "server/confset.h"
@@ -12,6 +13,7 @@
 #include "server/listen.h"
 #include "server/log.h"
 #include "server/session.h"
+#include "server/sdnotify.h"
 
 #define LISTEN_BACKLOG 511
 
@@ -27,9 +29,18 @@ on_connection(uv_stream_t *server, int status)
 	session_accept(l->d, server);
 }
 
+/* Sockets passed by systemd, only during listen_open_all. */
+struct passed {
+	int   *fds;
+	char **names;
+	int    n;
+	int   *taken;
+};
+
 static int
-listen_one(struct daemon *d, struct listener *l, const struct listen_cfg *c)
+listen_one(struct daemon *d, struct listener *l, const struct listen_cfg *c, struct passed *p)
 {
+	int k, from_fd = -1;
 	struct sockaddr_storage ss;
 	unsigned flags = 0;
 	int r;
@@ -51,15 +62,25 @@ listen_one(struct daemon *d, struct listener *l, const struct listen_cfg *c)
 	}
 	l->tcp.data = l;
 	l->open = 1;
-	r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, flags);
+	for (k = 0; k < p->n && from_fd < 0; k++)
+		if (!p->taken[k] && sdn_match(p->fds[k], (const struct sockaddr *)&ss) == 1)
+			from_fd = k;
+	if (from_fd >= 0) {
+		r = uv_tcp_open(&l->tcp, p->fds[from_fd]);
+		if (r == 0)
+			p->taken[from_fd] = 1;
+	} else {
+		r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, flags);
+	}
 	if (r == 0)
 		r = uv_listen((uv_stream_t *)&l->tcp, LISTEN_BACKLOG, on_connection);
 	if (r != 0) {
 		log_msg(LOG_ERR, "listen %s: %s", l->name, uv_strerror(r));
 		return -1;
 	}
-	log_msg(LOG_INFO, "listening on %s tls=%s", l->name,
-	        c->tls == TLS_IMPLICIT ? "implicit" : c->tls == TLS_STARTTLS ? "starttls" : "none");
+	log_msg(LOG_INFO, "listening on %s tls=%s%s", l->name,
+	        c->tls == TLS_IMPLICIT ? "implicit" : c->tls == TLS_STARTTLS ? "starttls" : "none",
+	        from_fd >= 0 ? " from=systemd" : "");
 	return 0;
 }
 
@@ -76,12 +97,34 @@ listen_open_all(struct daemon *d)
 		return -1;
 	}
 	d->nlisteners = cfg->nlisten;
-	for (i = 0; i < d->nlisteners; i++) {
-		d->listeners[i].index = i;
-		if (listen_one(d, &d->listeners[i], &cfg->listen[i]) != 0)
-			return -1;
+	struct passed p = { 0 };
+	int k, rc = 0;
+	char name[96];
+	p.n = sdn_listen_fds(&p.fds, &p.names);
+	if (p.n < 0) {
+		log_msg(LOG_ERR, "sockets passed by systemd: %s", strerror(-p.n));
+		return -1;
 	}
-	return 0;
+	if (p.n > 0 && (p.taken = calloc((size_t)p.n, sizeof *p.taken)) == NULL) {
+		sdn_listen_free(p.fds, p.names);
+		return -1;
+	}
+	for (i = 0; i < d->nlisteners && rc == 0; i++) {
+		d->listeners[i].index = i;
+		if (listen_one(d, &d->listeners[i], &cfg->listen[i], &p) != 0)
+			rc = -1;
+	}
+	for (k = 0; k < p.n; k++)
+		if (!p.taken[k]) {
+			if (rc == 0)
+				log_msg(LOG_ERR, "socket passed by systemd matches no listen entry: %s "
+				        "name=%s", sdn_sockname(p.fds[k], name, sizeof name), p.names[k]);
+			close(p.fds[k]);
+			rc = -1;
+		}
+	free(p.taken);
+	sdn_listen_free(p.fds, p.names);
+	return rc;
 }
 
 void

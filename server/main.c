@@ -25,6 +25,8 @@
 #include "server/listen.h"
 #include "server/log.h"
 #include "server/session.h"
+#include "server/privdrop.h"
+#include "server/sdnotify.h"
 #include "server/strutil.h"
 #include "server/tlsio.h"
 
@@ -278,17 +280,20 @@ on_reload(uv_signal_t *sig, int signum)
 	(void)signum;
 	if (d->stopping)
 		return;
+	sdn_reloading();
 	log_msg(LOG_INFO, "reloading %s", d->config_path);
 	cs = load_report(d->config_path, 1, 0);
 	if (cs == NULL) {
 		log_msg(LOG_ERR, "reload rejected: the configuration has problems; "
 		        "the running one stays in force");
+		sdn_ready();
 		return;
 	}
 	if (!same_listeners(d->cur->cfg, cs->cfg)) {
 		log_msg(LOG_ERR, "reload rejected: the listen list changed, which needs a restart; "
 		        "the running configuration stays in force");
 		conf_set_unref(cs);
+		sdn_ready();
 		return;
 	}
 	conf_set_unref(d->cur);
@@ -297,6 +302,7 @@ on_reload(uv_signal_t *sig, int signum)
 	expire_timer_start(d);
 	log_msg(LOG_INFO, "reloaded users=%zu sessions=%zu (running sessions keep their settings)",
 	        cs->users->n, d->nsessions);
+	sdn_ready();
 }
 
 /* SIGUSR1: one line with every counter. */
@@ -343,6 +349,7 @@ on_stop(uv_signal_t *sig, int signum)
 		return;
 	}
 	d->stopping = 1;
+	sdn_stopping();
 	log_msg(LOG_INFO, "shutting down on %s sessions=%zu grace=%us",
 	        signum == SIGTERM ? "SIGTERM" : "SIGINT", d->nsessions, grace);
 	listen_close_all(d);
@@ -396,6 +403,7 @@ static int
 run(const char *path)
 {
 	struct daemon d;
+	char perr[256];
 	int rc = 1;
 
 	memset(&d, 0, sizeof d);
@@ -432,11 +440,18 @@ run(const char *path)
 		on_stop(&d.sig_term, SIGTERM);
 		goto drain;
 	}
+	/* Ports bound, keys and users loaded: nothing more needs root (habit 13). */
+	if (privdrop(&d.cur->cfg->process, perr, sizeof perr) != 0) {
+		log_msg(LOG_ERR, "cannot start: %s", perr);
+		on_stop(&d.sig_term, SIGTERM);
+		goto drain;
+	}
 	uv_signal_start(&d.sig_hup, on_reload, SIGHUP);
 	uv_signal_start(&d.sig_usr1, on_counters, SIGUSR1);
 	expire_timer_start(&d);
 	log_msg(LOG_INFO, "ready version=%s users=%zu listeners=%zu", POP3D_VERSION,
 	        d.cur->users->n, d.nlisteners);
+	sdn_ready();
 	rc = 0;
 drain:
 	uv_run(d.loop, UV_RUN_DEFAULT);
