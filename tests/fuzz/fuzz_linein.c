@@ -109,6 +109,30 @@ static void model_byte(struct model *m, char c)
 	m->raw = 0;
 }
 
+/* k copies of c through the model, without a loop over octets that change nothing. */
+static void model_run(struct model *m, char c, size_t k)
+{
+	size_t fill;
+
+	if (c == '\n' || m->flood) {
+		while (k-- > 0 && !m->flood)
+			model_byte(m, c);
+		return;
+	}
+	fill = m->raw < sizeof m->cur ? sizeof m->cur - m->raw : 0;
+	if (fill > k)
+		fill = k;
+	if (fill > 0)
+		memset(m->cur + m->raw, c, fill);
+	if (m->raw <= (size_t)LINE_FLOOD_MAX && k > (size_t)LINE_FLOOD_MAX - m->raw) {
+		m->raw = (size_t)LINE_FLOOD_MAX + 1;
+		m->flood = 1;
+		model_push(m, LINEIN_FLOOD, NULL, 0);
+		return;
+	}
+	m->raw += k;
+}
+
 struct run {
 	struct linein l;
 	struct model  m;
@@ -160,8 +184,11 @@ static void drain(struct run *r)
 	}
 }
 
-/* Commit n octets (as several reads when space or feed_max is smaller), draining after each. */
-static void feed(struct run *r, const uint8_t *p, size_t n)
+/*
+ * Commit n octets (as several reads when space or feed_max is smaller), draining
+ * after each. same: all n octets equal p[0] (the model takes them at once).
+ */
+static void feed(struct run *r, const uint8_t *p, size_t n, int same)
 {
 	char *dst;
 	size_t space, k, i;
@@ -176,8 +203,11 @@ static void feed(struct run *r, const uint8_t *p, size_t n)
 			k = r->feed_max;
 		memcpy(dst, p, k);
 		linein_commit(&r->l, k);
-		for (i = 0; i < k; i++)
-			model_byte(&r->m, (char)p[i]);
+		if (same)
+			model_run(&r->m, (char)p[0], k);
+		else
+			for (i = 0; i < k; i++)
+				model_byte(&r->m, (char)p[i]);
 		drain(r);
 		p += k;
 		n -= k;
@@ -224,7 +254,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			n = (size_t)(op & 0x7f) + 1;
 			if (n > size - pos)
 				n = size - pos;
-			feed(&r, data + pos, n);
+			feed(&r, data + pos, n, 0);
 			pos += n;
 			break;
 		case 2:     /* a run: octet, 16-bit count times 1..4, in reads of 64..8192 */
@@ -244,7 +274,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			r.feed_max = (size_t)-1;
 			while (count > 0) {
 				n = count < piece ? count : piece;
-				feed(&r, rep, n);
+				feed(&r, rep, n, 1);
 				count -= n;
 			}
 			r.feed_max = saved;

@@ -762,7 +762,7 @@ class CrashTest(PolicyCase):
 
     N = 300
     MIDWAY_N = 1000
-    MIDWAY_TRIES = 4
+    MIDWAY_TRIES = 10
 
     def check_after_crash(self, d, user, originals, may_go):
         """Every message of originals is present byte for byte, or in may_go and gone; the state
