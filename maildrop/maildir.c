@@ -847,11 +847,14 @@ remove_stale_temps(struct maildrop *md)
 enum md_status
 maildrop_open_sweep(const char *path, struct maildrop **out, char *err, size_t errlen)
 {
-	enum md_status st = open_md(path, 1, out, err, errlen);
+	return open_md(path, 1, out, err, errlen);
+}
 
-	if (st == MD_OK)
-		remove_stale_temps(*out);
-	return st;
+void
+maildrop_sweep_tidy(struct maildrop *md)
+{
+	if (md->sweep && md->lock_fd >= 0)
+		remove_stale_temps(md);
 }
 
 /* ---- one message ---- */

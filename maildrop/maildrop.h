@@ -166,6 +166,13 @@ int maildrop_sweep_remove(struct maildrop *md, struct md_update_result *res);
  */
 void maildrop_unlock(struct maildrop *md);
 
+/*
+ * Sweep only (md->sweep, lock held): remove pop3d's own temporary files left in
+ * tmp/ by a writer that died (they are only written under the lock, so any
+ * found now are stale). Never called for a dry run.
+ */
+void maildrop_sweep_tidy(struct maildrop *md);
+
 /* Release the lock and free everything; NULL is fine. Removes nothing. */
 void maildrop_close(struct maildrop *md);
 

@@ -279,6 +279,7 @@ sweep_user(const struct config *cfg, const struct rules *rules, const struct use
 	policy_mark_sweep(md, &r, o->now, causes);
 	count_doubt(md, &r, o->now, &s);
 	if (!o->dry_run) {
+		maildrop_sweep_tidy(md);
 		k = maildrop_sweep_remove(md, &res);
 		s.failed = res.failed;
 		for (i = 0; k < 0 && i < md->n; i++) {

@@ -191,14 +191,18 @@ void rules_summary(const struct rules *r, const struct users *users, struct capa
 	int32_t e;
 	size_t i;
 
+	/* Over the users who can log in (RFC 2449: "USER" when they differ between
+	 * users); the defaults only when the users file is empty. */
 	ru = r != NULL ? r->def : base_rule;
+	if (users != NULL && users->n > 0)
+		rules_for(r, users->v[0].name, strlen(users->v[0].name), &ru);
 	out->expire = rule_expire_days(&ru);
 	out->expire_varies = 0;
 	out->login_delay = ru.login_delay;
 	out->delay_varies = 0;
 	if (users == NULL)
 		return;
-	for (i = 0; i < users->n; i++) {
+	for (i = 1; i < users->n; i++) {
 		const char *name = users->v[i].name;
 
 		rules_for(r, name, strlen(name), &ru);

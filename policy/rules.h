@@ -55,7 +55,10 @@ int32_t rule_expire_days(const struct rule *r);
 /* What the keep promise recorded at first download is: 0, N, or DAYS_NEVER. */
 int32_t rule_promise_days(const struct rule *r);
 
-/* Before login (RFC 2449 §6.5, §6.7): over the defaults and every user in users. */
+/*
+ * Before login (RFC 2449 §6.5, §6.7): over every user in users (the defaults
+ * when there are none); *_varies when the users' values differ.
+ */
 struct capa_summary {
 	int32_t expire;          /* smallest EXPIRE (DAYS_NEVER counts as the largest) */
 	int     expire_varies;   /* users differ: append " USER" */

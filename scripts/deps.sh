@@ -26,6 +26,7 @@ if [ "$mode" = test ]; then
 	command -v getmail >/dev/null 2>&1 || want getmail6
 	command -v mpop >/dev/null 2>&1 || want mpop
 	command -v fail2ban-regex >/dev/null 2>&1 || want fail2ban
+	command -v haproxy >/dev/null 2>&1 || want haproxy
 fi
 
 [ -z "$need" ] && exit 0

@@ -159,10 +159,10 @@ void
 pop3_bad_input(struct session *s, enum linein_status st)
 {
 	if (s->sasl != NULL) {
-		sasl_free(s->sasl);
-		s->sasl = NULL;
-		session_replyf(s, "-ERR [AUTH] malformed authentication response");
-	} else if (st == LINEIN_TOOLONG)
+		sasl_refuse_line(s);
+		return;
+	}
+	if (st == LINEIN_TOOLONG)
 		session_replyf(s, "-ERR command line too long (at most %d octets)", CMD_LINE_MAX);
 	else
 		session_replyf(s, "-ERR NUL octet in command line");

@@ -320,9 +320,9 @@ open_done(uv_work_t *req, int status)
 		s->state = ST_TRANS;
 		s->bad_cmds = 0;
 		s->d->stats.logins++;
-		log_msg(LOG_INFO, "login id=%llx ip=%s user=%s messages=%zu octets=%llu",
-		        (unsigned long long)s->id, s->peer, user, s->md->n,
-		        (unsigned long long)s->md->total);
+		log_msg(LOG_INFO, "login id=%llx ip=%s user=%s mechanism=%s messages=%zu octets=%llu",
+		        (unsigned long long)s->id, s->peer, user, s->mech != NULL ? s->mech : "-",
+		        s->md->n, (unsigned long long)s->md->total);
 		session_replyf(s, "+OK maildrop has %zu message%s (%llu octets)", s->md->n,
 		               s->md->n == 1 ? "" : "s", (unsigned long long)s->md->total);
 		break;
@@ -577,6 +577,15 @@ sasl_feed(struct session *s, const char *p, size_t n)
 		auth_fail(s, s->mech);
 		return;
 	}
+}
+
+void
+sasl_refuse_line(struct session *s)
+{
+	sasl_free(s->sasl);
+	s->sasl = NULL;
+	s->busy = 1;
+	auth_fail(s, s->mech);   /* an unusable response is a failed authentication */
 }
 
 void

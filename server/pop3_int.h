@@ -51,6 +51,9 @@ enum p3_outcome cmd_utf8(struct session *s, const struct p3_args *a);
 /* pop3_auth.c: one line of a running AUTH exchange (s->sasl != NULL). */
 void sasl_line(struct session *s, struct slice line);
 
+/* pop3_auth.c: the AUTH response line was unusable (too long, NUL): fail the login. */
+void sasl_refuse_line(struct session *s);
+
 /* Handlers (pop3_trans.c) */
 enum p3_outcome cmd_stat(struct session *s, const struct p3_args *a);
 enum p3_outcome cmd_list(struct session *s, const struct p3_args *a);

@@ -16,9 +16,9 @@ import pwd
 import random
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
-import sys
 import unittest
 
 # tests/run.py puts this folder on sys.path; `python3 -m unittest tests/integration/test_policy.py`
@@ -28,8 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (IO_TIMEOUT, Pop3TestCase, apop_timestamp, child_env, deliver, expected_retr,
                      pop3d_path, run_tool, snapshot)
 from policyutil import (DAY, at_midnight, by_base, capa_policy, contents, count_files, fill,
-                        iso, kill9, kill_midway, message, pipeline, place, read_state, restart, run_expire,
-                        tree, uidl_map)
+                        iso, kill9, kill_midway, message, pipeline, place, read_state, restart,
+                        run_expire, tree, uidl_map)
 
 TOOL_TIMEOUT = 90
 
@@ -48,8 +48,8 @@ class PolicyCase(Pop3TestCase):
         return c
 
     def download(self, d, user, uidls, quit=True):
-        """One session: RETR each of uidls (checked byte for byte), then QUIT (or not).
-        Returns the session's number of "session end" lines to wait for."""
+        """One session: RETR each of uidls (checked byte for byte), then QUIT or drop the
+        connection; returns once the daemon logged the session's end."""
         md = d.maildir(user)
         files = {b: os.path.join(md, p[0]) for b, p in by_base(md).items()}
         c = self.login(d, user)
@@ -158,7 +158,11 @@ class DeleteOnDownloadTest(PolicyCase):
                       for i in range(4)]
 
     def removes(self):
-        return [l for l in self.d.log_lines("remove id=")]
+        return self.d.log_lines("remove id=")
+
+    def ended(self, n=1):
+        """The n-th "session end" line (README: it carries removed=N)."""
+        return self.d.wait_session_end(n)
 
     def test_retr_removed_at_quit_top_and_untouched_stay(self):
         before = snapshot(self.md)
@@ -171,10 +175,10 @@ class DeleteOnDownloadTest(PolicyCase):
         st, body = c.cmd_multi("TOP %d 1000" % num[m3])          # the whole message, by TOP
         self.assertEqual(body, expected_retr(before["new/" + m3]))
         self.assertOK(c.cmd("DELE %d" % num[m4]))
-        self.assertEqual(c.quit(), b"+OK bye, 2 messages removed")
-        self.d.wait_session_end(1)
+        c.quit()
+        self.assertIn(" removed=2 ", self.ended())
         after = snapshot(self.md)
-        self.assertEqual(after, {"new/" + m2: before["new/" + m2], "new/" + m3: before["new/" + m3]})
+        self.assertEqual(after, {k: before[k] for k in ("new/" + m2, "new/" + m3)})
         rm = self.removes()
         self.assertEqual(len(rm), 2, rm)
         self.assertEqual(sum(1 for l in rm if "uidl=%s cause=download" % m1 in l), 1, rm)
@@ -205,8 +209,8 @@ class DeleteOnDownloadTest(PolicyCase):
         for n in range(1, 5):
             st, body = c.cmd_multi("TOP %d 100000" % n)
             self.assertOK(st)
-        self.assertEqual(c.quit(), b"+OK bye, 0 messages removed")
-        self.d.wait_session_end(1)
+        c.quit()
+        self.assertIn(" removed=0 ", self.ended())
         self.assertEqual(snapshot(self.md), before)
         self.assertEqual(self.removes(), [])
         self.assertEqual(self.expire(self.d).removed(), {})
@@ -302,8 +306,9 @@ class KeepDaysTest(PolicyCase):
         num = uidl_map(c)
         self.assertOK(c.cmd_multi("RETR %d" % num[m1])[0])
         self.assertOK(c.cmd_multi("RETR %d" % num[m2])[0])
-        self.assertEqual(c.quit(), b"+OK bye, 1 message removed")
-        self.d.wait_session_end(1)                              # the log restarted with pop3d
+        c.quit()
+        end = self.d.wait_session_end(1)                        # the log restarted with pop3d
+        self.assertIn(" removed=1 ", end)
         self.assertEqual(set(snapshot(self.md)), {"cur/%s:2,S" % m1, "new/" + m3})
         self.assertEqual(self.due("--at", "+29d"), {})
         self.assertEqual(self.due("--at", "+30d"), {m1: "keep_days"})
@@ -323,7 +328,7 @@ class UnreadDaysTest(PolicyCase):
         c = place(md, "%d.C.new" % now, message("C"), now - 10)
         dl = place(md, "%d.D.downloaded" % now, message("D"), now - 30 * DAY)
         seen = place(md, "%d.E.seen" % now, message("E"), now - 30 * DAY, sub="cur", info=":2,S")
-        self.download(d, "alice", [dl])                     # a record: unread_days no longer applies
+        self.download(d, "alice", [dl])             # now it has a record: unread_days is over
         self.assertEqual(read_state(md)[1][dl][1], -1)
 
         def due(*args):
@@ -451,7 +456,7 @@ class ExpireCliTest(PolicyCase):
             gone = r.of("would_remove" if dry else "removed")
             self.assertEqual(len(gone), 4)
             for e in gone:
-                self.assertEqual(set(e) >= {"user", "uidl", "cause", "age_days", "size"}, True, e)
+                self.assertLessEqual({"user", "uidl", "cause", "age_days", "size"}, set(e))
                 self.assertIsInstance(e["age_days"], int)
                 self.assertIsInstance(e["size"], int)
                 self.assertEqual(e["size"], len(self.data[e["uidl"]]), e)
@@ -554,17 +559,14 @@ class LoginDelayTest(PolicyCase):
         st = c.cmd("PASS carol-pw")
         self.assertTrue(st.startswith(b"-ERR [LOGIN-DELAY]"), st)
         c.close()
+        # (one wrong password only: each failure from an address adds auth_backoff_base, 1 s)
         c = self.connect(d)
         ts = apop_timestamp(c.greeting)
         self.assertIsNotNone(ts, c.greeting)
-        st = c.cmd("APOP carol " + hashlib.md5(ts + b"wrong").hexdigest())
-        self.assertTrue(st.startswith(b"-ERR [AUTH]"), st)
         st = c.cmd("APOP carol " + hashlib.md5(ts + b"carol-pw").hexdigest())
         self.assertTrue(st.startswith(b"-ERR [LOGIN-DELAY]"), st)
         st = c.cmd("AUTH PLAIN " + base64.b64encode(b"\0carol\0carol-pw").decode())
         self.assertTrue(st.startswith(b"-ERR [LOGIN-DELAY]"), st)
-        st = c.cmd("AUTH PLAIN " + base64.b64encode(b"\0carol\0nope").decode())
-        self.assertTrue(st.startswith(b"-ERR [AUTH]"), st)
         c.close()
         # users without a delay log in back to back
         for _ in range(2):
@@ -579,15 +581,17 @@ class LoginDelayTest(PolicyCase):
 
     def test_delay_runs_out(self):
         d = self.daemon(extra_config=policy('users = ( { user = "carol"; login_delay = 2; } );'))
+        t0 = time.time()          # the first login is recorded at int(t0) or later ...
         self.login(d, "carol").quit()
-        t_first = time.time()     # the recorded login time is at most this
+        t1 = time.time()          # ... and at int(t1) at the latest (whole seconds)
         c = self.connect(d)
         self.assertOK(c.cmd("USER carol"))
         st = c.cmd("PASS carol-pw")
-        self.assertTrue(st.startswith(b"-ERR [LOGIN-DELAY]"), st)
+        if int(time.time()) - int(t0) < 2:     # certainly less than 2 s after the first login
+            self.assertTrue(st.startswith(b"-ERR [LOGIN-DELAY]"), st)
         c.close()
         # a refused login is not a login: 2 s after the first one carol gets in
-        while int(time.time()) < int(t_first) + 2:
+        while int(time.time()) < int(t1) + 2:
             time.sleep(0.05)
         self.login(d, "carol").quit()
 

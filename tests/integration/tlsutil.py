@@ -94,9 +94,11 @@ class TlsDaemon(Daemon):
     (self.plain_port). plaintext defaults to "tls-only"."""
 
     def __init__(self, certs, min_version="TLSv1.2", handshake_timeout=3, plaintext="tls-only",
-                 plaintext_trusted=None, plain_listener=False, sni=True, users_bytes=None, **kw):
+                 plaintext_trusted=None, plain_listener=False, sni=True, users_bytes=None,
+                 auth_backoff_base=0, **kw):
         """users_bytes: the users file's exact content (e.g. UTF-8 names), replacing users."""
         super().__init__(plaintext=plaintext, **kw)
+        self.auth_backoff_base = auth_backoff_base
         self.users_bytes = users_bytes
         self.certs = certs
         self.min_version = min_version
@@ -140,12 +142,21 @@ class TlsDaemon(Daemon):
             'auth = { users_file = "users"; plaintext = "%s"; failure_delay = %s;%s };\n'
             % (self.plaintext, repr(float(self.failure_delay)), trusted) +
             'maildrop = { path = "%s"; };\n' % self.maildrop_template +
-            "limits = { idle_timeout = %d; max_connections = %d; max_connections_per_ip = %d; };\n"
-            % (self.idle_timeout, self.max_connections, self.max_connections_per_ip) +
+            # auth_backoff_base = 0: no per-address backoff, so every failed login is answered
+            # after exactly auth.failure_delay, however many failures the tests make
+            "limits = { idle_timeout = %d; max_connections = %d; max_connections_per_ip = %d; "
+            "auth_backoff_base = %s; };\n"
+            % (self.idle_timeout, self.max_connections, self.max_connections_per_ip,
+               repr(float(self.auth_backoff_base))) +
             'tls = { certificate = "%s"; key = "%s"; min_version = "%s"; '
             "handshake_timeout = %d;%s };\n"
             % (cert, key, self.min_version, self.handshake_timeout, sni)
-        ) + self.extra_config
+        ) + self.process_config() + self.extra_config
+
+    def process_config(self):
+        """harness.Daemon's process group (allow_root when running as root), when it has one."""
+        base = getattr(super(), "process_config", None)
+        return base() if base is not None else ""
 
 
 def class_daemon(cls, corpus_for=(), **kw):

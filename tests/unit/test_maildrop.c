@@ -1201,6 +1201,8 @@ test_sweep_removes_stale_temps(void **state)
 	puts_(f, "tmp/1700000000.M5P6.delivering", "a delivery in progress\n", 0);
 	puts_(f, "tmp/pop3d.stateful-but-not-ours", "x", 0);
 	assert_int_equal(maildrop_open_sweep(f->root, &md, err, sizeof err), MD_OK);
+	assert_true(exists(f, "tmp/pop3d.state.4242.00000000deadbeef"));   /* opening touches nothing */
+	maildrop_sweep_tidy(md);
 	assert_false(exists(f, "tmp/pop3d.state.4242.00000000deadbeef"));
 	assert_false(exists(f, "tmp/pop3d.cache.4242.00000000deadbeef"));
 	assert_true(exists(f, "tmp/1700000000.M5P6.delivering"));

@@ -372,10 +372,11 @@ static void test_summary_all_equal(void **state)
 }
 
 /*
- * The defaults count too (rules.h): a user added to the users file later gets
- * them, so the pre-login value must already cover them.
+ * Only users who can log in count (RFC 2449: USER "when they differ between
+ * users"): defaults nobody gets do not make the users differ. A user added to
+ * the users file later comes with a reload, which recomputes the summary.
  */
-static void test_summary_counts_defaults(void **state)
+static void test_summary_counts_users_only(void **state)
 {
 	struct fixture *f = *state;
 	struct capa_summary s;
@@ -385,8 +386,8 @@ static void test_summary_counts_defaults(void **state)
 	add_user(f, "a");
 	build_ok(f);
 	rules_summary(f->r, &f->users, &s);
-	assert_int_equal(s.expire, 0);
-	assert_int_equal(s.expire_varies, 1);
+	assert_int_equal(s.expire, 30);
+	assert_int_equal(s.expire_varies, 0);
 	/* without users: the defaults alone */
 	rules_summary(f->r, NULL, &s);
 	assert_int_equal(s.expire, 0);
@@ -569,7 +570,7 @@ int main(void)
 		T(test_summary_varies),
 		T(test_summary_never_is_largest),
 		T(test_summary_all_equal),
-		T(test_summary_counts_defaults),
+		T(test_summary_counts_users_only),
 		T(test_keep_days_with_delete_is_error),
 		T(test_duplicates_are_errors),
 		T(test_bad_entries_are_errors),
