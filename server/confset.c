@@ -56,10 +56,13 @@ conf_set_load(const char *path, struct diag *errors, struct diag *user_errors,
 		cs->tls = tls_ctx_new(&cs->cfg->tls, errors, warnings);
 	if (users_load(cs->cfg->users_file, &cs->users, user_errors) != 0) {
 		/* The file itself cannot be read: that is fatal, not one bad line. */
-		if (user_errors->n > 0)
-			diag_add(errors, "%s", user_errors->msg[user_errors->n - 1]);
-		else
+		if (user_errors->n > 0) {   /* move it: reported once, as fatal */
+			user_errors->n--;
+			diag_add(errors, "%s", user_errors->msg[user_errors->n]);
+			free(user_errors->msg[user_errors->n]);
+		} else {
 			diag_add(errors, "%s: auth.users_file: cannot be read", path);
+		}
 		goto fail;
 	}
 	cs->rules = rules_build(cs->cfg, cs->users, &rd);

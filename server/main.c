@@ -298,6 +298,7 @@ on_reload(uv_signal_t *sig, int signum)
 	}
 	conf_set_unref(d->cur);
 	d->cur = cs;
+	log_open(&cs->cfg->log);
 	d->stats.reloads++;
 	expire_timer_start(d);
 	log_msg(LOG_INFO, "reloaded users=%zu sessions=%zu (running sessions keep their settings)",
@@ -413,6 +414,7 @@ run(const char *path)
 		log_msg(LOG_ERR, "cannot start: configuration has problems (check with pop3d -t)");
 		return 1;
 	}
+	log_open(&d.cur->cfg->log);
 
 	/* Password hashes and maildir scans share the pool; give it room. */
 	setenv("UV_THREADPOOL_SIZE", "16", 0);
@@ -482,6 +484,7 @@ out:
 	free(d.listeners);
 	ipcount_free(&d.per_ip);
 	conf_set_unref(d.cur);
+	log_close();
 	return rc;
 }
 

@@ -185,6 +185,17 @@ utf8_refused(struct session *s, struct slice v)
 	return 1;
 }
 
+/* A name refused before any lookup still counts as a failed login (fail2ban). */
+static void
+log_bad_name(struct session *s, struct slice name, const char *mech)
+{
+	char user[300];
+
+	str_escape(user, sizeof user, name.p, name.n, 64);
+	log_msg(LOG_INFO, "login failed id=%llx ip=%s user=%s mechanism=%s backoff_ms=0",
+	        (unsigned long long)s->id, s->peer, user, mech);
+}
+
 enum p3_outcome
 cmd_user(struct session *s, const struct p3_args *a)
 {
@@ -196,6 +207,7 @@ cmd_user(struct session *s, const struct p3_args *a)
 		return P3_ERR;
 	if (!login_name_valid(a->v[0].p, a->v[0].n)) {
 		user_forget(s);
+		log_bad_name(s, a->v[0], "USER");
 		session_replyf(s, "-ERR [AUTH] invalid user name");
 		return P3_ERR;
 	}
@@ -459,6 +471,7 @@ cmd_apop(struct session *s, const struct p3_args *a)
 		return P3_ERR;
 	}
 	if (!login_name_valid(a->v[0].p, a->v[0].n)) {
+		log_bad_name(s, a->v[0], "APOP");
 		session_replyf(s, "-ERR [AUTH] invalid user name");
 		return P3_ERR;
 	}
