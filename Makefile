@@ -128,3 +128,69 @@ bench: all
 	$(CC) -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(shell $(PKG_CONFIG) --cflags openssl) \
 		-o $(BUILD)/bench/loadgen tests/bench/loadgen.c $(shell $(PKG_CONFIG) --libs openssl) -lpthread
 	$(PYTHON) tests/bench/bench.py --loadgen $(BUILD)/bench/loadgen --pop3d $(BUILD)/pop3d --out $(BUILD)/bench
+
+# ---- Fuzzing and fault injection (tests/fuzz/README.md, tests/fault/README.md) ----
+#   make fuzz          install clang's libFuzzer if missing, build every harness, run each
+#                      for FUZZ_SECONDS (default 60) with ASan+UBSan
+#   make fuzz-replay   build the harnesses and run each once over its corpus (a fixed crash
+#                      stays fixed)
+#   make fault         build the LD_PRELOAD fault-injection shim $(BUILD)/fault/libfault.so
+# Harnesses compile the sources they test themselves, with the fuzzer's instrumentation.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := $(BUILD)/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=c11 -O1 -g $(WARN) $(FUZZ_SAN) $(shell $(PKG_CONFIG) --cflags $(PKGS))
+FUZZ_LIBS    := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lpthread
+FUZZ_NAMES   := linein multiline sasl maildir users state cache config proxy
+
+FUZZ_MAILDROP := maildrop/maildir.c maildrop/cache.c maildrop/state.c server/strutil.c
+FUZZ_AUTH     := server/auth.c server/strutil.c server/diag.c
+FUZZ_SRCS_linein    := server/linein.c
+FUZZ_SRCS_multiline := server/multiline.c $(FUZZ_MAILDROP)
+FUZZ_SRCS_sasl      := server/sasl.c $(FUZZ_AUTH)
+FUZZ_SRCS_maildir   := $(FUZZ_MAILDROP)
+FUZZ_SRCS_users     := $(FUZZ_AUTH)
+FUZZ_SRCS_state     := $(FUZZ_MAILDROP)
+FUZZ_SRCS_cache     := $(FUZZ_MAILDROP)
+FUZZ_SRCS_config    := server/config.c server/strutil.c server/diag.c
+FUZZ_SRCS_proxy     := server/proxy.c server/strutil.c
+
+FUZZ_BINS := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_OBJS := $(sort $(foreach n,$(FUZZ_NAMES),$(FUZZ_SRCS_$(n):%.c=$(FUZZ_BUILD)/obj/%.o) \
+               $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_$(n).o)) $(FUZZ_BUILD)/obj/tests/fuzz/fuzzutil.o
+
+.PHONY: fuzz fuzz-replay fuzz-deps fuzz-build fault
+
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory fuzz-build
+	sh tests/fuzz/run.sh fuzz $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+fuzz-replay: fuzz-deps
+	@$(MAKE) --no-print-directory fuzz-build
+	sh tests/fuzz/run.sh replay $(FUZZ_BUILD) $(FUZZ_NAMES)
+
+fuzz-deps:
+	@sh scripts/deps.sh build
+	@FUZZ_CC=$(FUZZ_CC) sh tests/fuzz/deps.sh
+
+fuzz-build: $(FUZZ_BINS)
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+define FUZZ_LINK
+$(FUZZ_BUILD)/fuzz_$(1): $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_$(1).o $(FUZZ_BUILD)/obj/tests/fuzz/fuzzutil.o \
+		$(FUZZ_SRCS_$(1):%.c=$(FUZZ_BUILD)/obj/%.o)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $$@ $$^ $(FUZZ_LIBS)
+endef
+$(foreach n,$(FUZZ_NAMES),$(eval $(call FUZZ_LINK,$(n))))
+
+fault: $(BUILD)/fault/libfault.so
+
+$(BUILD)/fault/libfault.so: tests/fault/fault.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -fPIC -shared -MMD -MP -o $@ $< -ldl
+
+-include $(FUZZ_OBJS:.o=.d) $(BUILD)/fault/libfault.d
