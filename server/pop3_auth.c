@@ -534,8 +534,12 @@ sasl_feed(struct session *s, const char *p, size_t n)
 	char out[SASL_LINE_MAX + 1];
 	const char *v;
 	size_t outlen = 0, vlen;
-	enum sasl_result r = sasl_step(s->sasl, p, n, out, sizeof out, &outlen);
+	enum sasl_result r;
 	struct slice name;
+
+	/* The failure delay runs from the client's last message of the exchange. */
+	s->auth_started = uv_now(s->d->loop);
+	r = sasl_step(s->sasl, p, n, out, sizeof out, &outlen);
 
 	switch (r) {
 	case SASL_CHALLENGE:
