@@ -8,6 +8,8 @@
  * A message that does not end with LF (including one ending in a bare CR, "abc\r") gets
  * CRLF before ".\r\n"; that CRLF is not part of the message size.
  */
+#include <string.h>
+
 #include "server/multiline.h"
 
 void ml_init(struct ml_enc *e, long top_lines)
@@ -67,12 +69,53 @@ static size_t encode_octet(struct ml_enc *e, char c, char *out)
 	return w;
 }
 
+/*
+ * RETR (no TOP budget): the header/body boundary does not matter, so whole
+ * runs between LFs are copied with memchr/memcpy instead of octet by octet.
+ * Output is identical to encode_octet's; only line_start and prev_cr matter.
+ */
+static size_t encode_runs(struct ml_enc *e, const char *in, size_t n, char *out)
+{
+	size_t i = 0, w = 0;
+
+	while (i < n) {
+		const char *lf = memchr(in + i, '\n', n - i);
+		size_t end = lf != NULL ? (size_t)(lf - in) : n;
+
+		if (end > i) {
+			if (e->line_start && in[i] == '.')
+				out[w++] = '.';
+			memcpy(out + w, in + i, end - i);
+			w += end - i;
+			e->prev_cr = in[end - 1] == '\r';
+			e->line_start = 0;
+			e->line_empty = 0;
+			i = end;
+		}
+		if (lf != NULL) {
+			if (!e->prev_cr)
+				out[w++] = '\r';
+			out[w++] = '\n';
+			e->prev_cr = 0;
+			e->line_start = 1;
+			e->line_empty = 1;
+			i++;
+		}
+	}
+	return w;
+}
+
 size_t ml_encode(struct ml_enc *e, const char *in, size_t n, char *out, size_t *consumed)
 {
 	size_t i, w = 0;
 
-	for (i = 0; i < n && !e->ended; i++)
-		w += encode_octet(e, in[i], out + w);
+	if (e->top_lines < 0) {
+		w = encode_runs(e, in, n, out);
+		i = n;
+	} else {
+		for (i = 0; i < n && !e->ended; i++)
+			w += encode_octet(e, in[i], out + w);
+	}
 	if (i > 0)
 		e->any = 1;
 	*consumed = i;
