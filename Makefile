@@ -43,6 +43,7 @@ LIB_SRCS += server/proxy.c
 LIB_SRCS += server/privdrop.c
 LIB_SRCS += server/sdnotify.c
 LIB_SRCS += maildrop/maildir.c
+LIB_SRCS += maildrop/afile.c
 LIB_SRCS += maildrop/cache.c
 LIB_SRCS += maildrop/update.c
 LIB_SRCS += maildrop/state.c

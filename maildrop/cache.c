@@ -10,15 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "maildrop/afile.h"
 #include "maildrop/cache.h"
 #include "server/strutil.h"
 
-#define WBUF_SIZE (64 * 1024)
 
 static void
 cache_err(char *err, size_t errlen, const char *what, const char *path, int e)
@@ -252,99 +251,20 @@ md_cache_free(struct md_cache *c)
 	c->n_used = 0;
 }
 
-/* Buffered writer; the first error sticks in e. */
-struct wbuf {
-	int      fd;
-	int      e;
-	size_t   len;
-	uint64_t total;
-	char    *b;
-};
-
-static void
-wb_flush(struct wbuf *w)
-{
-	size_t off = 0;
-	ssize_t r;
-
-	while (w->e == 0 && off < w->len) {
-		r = write(w->fd, w->b + off, w->len - off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			w->e = r < 0 ? errno : EIO;
-		else
-			off += (size_t)r;
-	}
-	w->len = 0;
-}
-
-static void
-wb_put(struct wbuf *w, const char *p, size_t n)
-{
-	size_t k;
-
-	while (n > 0 && w->e == 0) {
-		if (w->len == WBUF_SIZE)
-			wb_flush(w);
-		k = WBUF_SIZE - w->len < n ? WBUF_SIZE - w->len : n;
-		memcpy(w->b + w->len, p, k);
-		w->len += k;
-		w->total += k;
-		p += k;
-		n -= k;
-	}
-}
-
-static int
-fsync_dir(const char *path)
-{
-	int fd, r, e;
-
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	r = fsync(fd);
-	e = errno;
-	close(fd);
-	errno = e;
-	return r;
-}
-
 int
 md_cache_write(const char *root, const struct md_cache_rec *recs, size_t n, char *err, size_t errlen)
 {
-	char tmp[PATH_MAX], final[PATH_MAX], num[96];
-	struct wbuf w = { .fd = -1 };
-	uint64_t rnd;
-	struct timespec ts;
+	struct afile a;
+	char num[96];
 	size_t i;
-	int k, m;
+	int k;
 
-	if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd) {
-		/* Only has to differ from a concurrent writer's; O_EXCL catches the rest. */
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		rnd = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)(uintptr_t)&ts;
-	}
-	k = snprintf(tmp, sizeof tmp, "%s/tmp/%s.%ld.%016" PRIx64, root, MD_CACHE_FILE, (long)getpid(), rnd);
-	m = snprintf(final, sizeof final, "%s/%s", root, MD_CACHE_FILE);
-	if (k < 0 || (size_t)k >= sizeof tmp || m < 0 || (size_t)m >= sizeof final) {
-		cache_err(err, errlen, "cache path too long:", root, ENAMETOOLONG);
+	if (afile_open(&a, root, MD_CACHE_FILE) != 0) {
+		cache_err(err, errlen, "writing cache", a.tmp, errno);
 		return -1;
 	}
-	w.b = malloc(WBUF_SIZE);
-	if (w.b == NULL) {
-		cache_err(err, errlen, "writing cache", tmp, ENOMEM);
-		return -1;
-	}
-	w.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (w.fd < 0) {
-		cache_err(err, errlen, "writing cache", tmp, errno);
-		free(w.b);
-		return -1;
-	}
-	wb_put(&w, MD_CACHE_VERSION "\n", sizeof MD_CACHE_VERSION);
-	for (i = 0; i < n && w.e == 0; i++) {
+	afile_put(&a, MD_CACHE_VERSION "\n", sizeof MD_CACHE_VERSION);
+	for (i = 0; i < n && a.e == 0; i++) {
 		if (!md_cache_name_ok(recs[i].name, recs[i].namelen) || recs[i].mtime < 0)
 			continue;
 		k = snprintf(num, sizeof num, "\t%" PRId64 "\t%" PRIu64 "\t%" PRIu64 "\n",
@@ -352,26 +272,20 @@ md_cache_write(const char *root, const struct md_cache_rec *recs, size_t n, char
 		if (k < 0 || (size_t)k >= sizeof num)
 			continue;
 		/* Past the size the loader accepts the rest is left out, not the whole file. */
-		if (w.total + recs[i].namelen + (size_t)k > MD_CACHE_FILE_MAX)
+		if (a.total + recs[i].namelen + (size_t)k > MD_CACHE_FILE_MAX)
 			break;
-		wb_put(&w, recs[i].name, recs[i].namelen);
-		wb_put(&w, num, (size_t)k);
+		afile_put(&a, recs[i].name, recs[i].namelen);
+		afile_put(&a, num, (size_t)k);
 	}
-	wb_flush(&w);
-	free(w.b);
-	if (w.e == 0 && fsync(w.fd) < 0)
-		w.e = errno;
-	if (close(w.fd) < 0 && w.e == 0)
-		w.e = errno;
-	if (w.e == 0 && rename(tmp, final) < 0)
-		w.e = errno;
-	if (w.e != 0) {
-		cache_err(err, errlen, "writing cache", tmp, w.e);
-		unlink(tmp);
+	if (afile_finish(&a) != 0) {
+		cache_err(err, errlen, "writing cache", a.tmp, errno);
 		return -1;
 	}
-	if (fsync_dir(root) < 0) {
-		/* The new cache is in place; only its durability is in doubt. */
+	switch (afile_install(&a)) {
+	case -1:
+		cache_err(err, errlen, "writing cache", a.final, errno);
+		return -1;
+	case -2:   /* the new cache is in place; only its durability is in doubt */
 		cache_err(err, errlen, "fsync", root, errno);
 		return -1;
 	}

@@ -10,15 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "maildrop/afile.h"
 #include "maildrop/state.h"
 #include "server/strutil.h"
 
-#define WBUF_SIZE      (64 * 1024)
 #define BAD_TRIES      10      /* pop3d.state.bad-<unix>, -2 .. -10: then give up */
 
 struct srec {
@@ -325,50 +324,8 @@ md_state_read(struct maildrop *md)
 
 /* ---- writing ---- */
 
-/* Buffered writer; the first error sticks in e. */
-struct wbuf {
-	int   fd;
-	int   e;
-	size_t len;
-	char *b;
-};
-
 static void
-wb_flush(struct wbuf *w)
-{
-	size_t off = 0;
-	ssize_t r;
-
-	while (w->e == 0 && off < w->len) {
-		r = write(w->fd, w->b + off, w->len - off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			w->e = r < 0 ? errno : EIO;
-		else
-			off += (size_t)r;
-	}
-	w->len = 0;
-}
-
-static void
-wb_put(struct wbuf *w, const char *p, size_t n)
-{
-	size_t k;
-
-	while (n > 0 && w->e == 0) {
-		if (w->len == WBUF_SIZE)
-			wb_flush(w);
-		k = WBUF_SIZE - w->len < n ? WBUF_SIZE - w->len : n;
-		memcpy(w->b + w->len, p, k);
-		w->len += k;
-		p += k;
-		n -= k;
-	}
-}
-
-static void
-wb_rec(struct wbuf *w, const char *uidl, size_t n, int64_t t, int32_t days)
+wb_rec(struct afile *w, const char *uidl, size_t n, int64_t t, int32_t days)
 {
 	char num[64];
 	int k;
@@ -378,23 +335,8 @@ wb_rec(struct wbuf *w, const char *uidl, size_t n, int64_t t, int32_t days)
 	k = snprintf(num, sizeof num, " %" PRId64 " %" PRId32 "\n", t, days);
 	if (k < 0 || (size_t)k >= sizeof num)
 		return;
-	wb_put(w, uidl, n);
-	wb_put(w, num, (size_t)k);
-}
-
-static int
-fsync_dir(const char *path)
-{
-	int fd, r, e;
-
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	r = fsync(fd);
-	e = errno;
-	close(fd);
-	errno = e;
-	return r;
+	afile_put(w, uidl, n);
+	afile_put(w, num, (size_t)k);
 }
 
 /* Move a doubtful ROOT/pop3d.state out of the way. 0 (also when absent), or -1 noted. */
@@ -482,7 +424,7 @@ sort_idx(const struct maildrop *md, size_t *v, size_t *tmp, size_t n)
  * exist: write their records again from the file (read under our lock).
  */
 static void
-carry_over(struct maildrop *md, struct wbuf *w)
+carry_over(struct maildrop *md, struct afile *w)
 {
 	struct sfile f;
 	size_t *idx, *tmp, i;
@@ -514,38 +456,18 @@ out:
 int
 md_state_write(struct maildrop *md)
 {
-	char tmp[PATH_MAX], final[PATH_MAX], num[48];
-	struct wbuf w = { .fd = -1 };
-	struct timespec ts;
-	uint64_t rnd;
+	struct afile w;
+	char num[48];
 	size_t i;
 	int k;
 
-	if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd) {
-		/* Only has to differ from a concurrent writer's; O_EXCL catches the rest. */
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		rnd = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)(uintptr_t)&ts;
-	}
-	k = snprintf(tmp, sizeof tmp, "%s/tmp/%s.%ld.%016" PRIx64, md->path, MD_STATE_FILE,
-	    (long)getpid(), rnd);
-	if (k < 0 || (size_t)k >= sizeof tmp || path_in(final, sizeof final, md->path, MD_STATE_FILE) < 0) {
-		note(md, "state path too long:", md->path, ENAMETOOLONG);
+	if (afile_open(&w, md->path, MD_STATE_FILE) != 0) {
+		note(md, "writing state", w.tmp, errno);
 		return -1;
 	}
-	w.b = malloc(WBUF_SIZE);
-	if (w.b == NULL) {
-		note(md, "writing state", tmp, ENOMEM);
-		return -1;
-	}
-	w.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (w.fd < 0) {
-		note(md, "writing state", tmp, errno);
-		free(w.b);
-		return -1;
-	}
-	wb_put(&w, MD_STATE_VERSION "\n", sizeof MD_STATE_VERSION);
+	afile_put(&w, MD_STATE_VERSION "\n", sizeof MD_STATE_VERSION);
 	k = snprintf(num, sizeof num, "last_login %" PRId64 "\n", md->last_login > 0 ? md->last_login : 0);
-	wb_put(&w, num, (size_t)k);
+	afile_put(&w, num, (size_t)k);
 	for (i = 0; i < md->n && w.e == 0; i++) {
 		const struct msg *m = &md->msgs[i];
 
@@ -554,32 +476,24 @@ md_state_write(struct maildrop *md)
 	}
 	if (md->state_ok && md->n >= MAILDROP_MSGS_MAX)
 		carry_over(md, &w);
-	wb_flush(&w);
-	free(w.b);
-	if (w.e == 0 && fsync(w.fd) < 0)
-		w.e = errno;
-	if (close(w.fd) < 0 && w.e == 0)
-		w.e = errno;
-	if (w.e != 0) {
-		note(md, "writing state", tmp, w.e);
-		unlink(tmp);
+	if (afile_finish(&w) != 0) {
+		note(md, "writing state", w.tmp, errno);
 		return -1;
 	}
 	/* Never replace a file we doubt: it may hold the only copy of a promise. */
-	if (!md->state_ok && set_aside(md, final) < 0) {
-		unlink(tmp);
+	if (!md->state_ok && set_aside(md, w.final) < 0) {
+		afile_discard(&w);
 		return -1;
 	}
-	if (rename(tmp, final) < 0) {
-		note(md, "writing state", final, errno);
-		unlink(tmp);
+	switch (afile_install(&w)) {
+	case -1:
+		note(md, "writing state", w.final, errno);
 		return -1;
-	}
-	md->state_ok = 1;
-	if (fsync_dir(md->path) < 0) {
-		/* The new state is in place; only its durability is in doubt. */
+	case -2:   /* the new state is in place; only its durability is in doubt */
+		md->state_ok = 1;
 		note(md, "fsync", md->path, errno);
 		return -1;
 	}
+	md->state_ok = 1;
 	return 0;
 }
