@@ -174,6 +174,15 @@ struct auth_req *auth_check(uv_loop_t *loop, struct users *u, const char *name, 
                             const char *pass, size_t plen, auth_cb cb, void *arg);
 
 /*
+ * Decide at once, on the caller's thread, when no hashing is involved: the
+ * user has a {PLAIN} secret, or the name is unknown and the users file is
+ * mostly {PLAIN} (so an unknown name costs the same as a real one). Returns 1
+ * with *out set, or 0 when auth_check must run on the thread pool.
+ */
+int auth_check_inline(const struct users *u, const char *name, size_t nlen,
+                      const char *pass, size_t plen, enum auth_result *out);
+
+/*
  * Forget the callback of a pending request (its owner is going away). The
  * request stays with the thread pool and is freed (password wiped, users
  * reference dropped) when the pool is done with it; cb never runs. Valid until

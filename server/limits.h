@@ -13,21 +13,24 @@
  * above any legitimate line, small enough that we never buffer it (we discard). */
 #define LINE_FLOOD_MAX       (64 * 1024)
 
-/* Input buffer: one full command line plus pipelined ones. Must be at least
- * SASL_LINE_MAX + 2: an AUTH response line is the longest we accept. */
+/* Input buffer: starts small (a command line, pipelined ones, a PROXY header:
+ * idle sessions are most sessions) and grows to INPUT_BUF_SIZE, which holds
+ * an AUTH response line (SASL_LINE_MAX + 2), only when an AUTH exchange starts. */
+#define INPUT_BUF_INITIAL    1024
 #define INPUT_BUF_SIZE       (4096 + 64)
 
 /* Output queue: stop producing RETR/LIST/UIDL data and stop reading commands
  * above the high-water mark; resume below the low-water mark. Bounds what a
  * client that does not read can make us hold (plus one encoded chunk). */
-#define OUTPUT_HIGH_WATER    (64 * 1024)
-#define OUTPUT_LOW_WATER     (16 * 1024)
+#define OUTPUT_HIGH_WATER    (128 * 1024)
+#define OUTPUT_LOW_WATER     (32 * 1024)
 
 /* Ciphertext read per step from a TLS connection (one TLS record is <= 16 KiB). */
 #define TLS_READ_BUF         (16 * 1024 + 64)
 
-/* Message file chunk read per step; the encoder output is at most twice it. */
-#define FILE_CHUNK           (32 * 1024)
+/* Message file chunk read per step; the encoder output is at most twice it.
+ * Larger chunks mean fewer thread-pool round trips per message. */
+#define FILE_CHUNK           (64 * 1024)
 
 /* Bad commands tolerated before the session is closed (Dovecot, nginx).
  * Fewer before authentication: that is where scanners live. */

@@ -28,6 +28,20 @@ int linein_init(struct linein *l, size_t cap)
 	return 0;
 }
 
+int linein_grow(struct linein *l, size_t cap)
+{
+	char *p;
+
+	if (cap <= l->cap)
+		return 0;
+	p = realloc(l->buf, cap);
+	if (p == NULL)
+		return -1;
+	l->buf = p;
+	l->cap = cap;
+	return 0;
+}
+
 void linein_free(struct linein *l)
 {
 	free(l->buf);

@@ -27,6 +27,12 @@ struct linein {
 /* Allocate the buffer (cap octets). Returns 0 or -1 on ENOMEM. */
 int linein_init(struct linein *l, size_t cap);
 
+/*
+ * Enlarge the buffer to cap octets (never shrinks), keeping what is buffered.
+ * Slices returned earlier become invalid. 0, or -1 on ENOMEM (unchanged).
+ */
+int linein_grow(struct linein *l, size_t cap);
+
 /* Free the buffer; safe to call twice. */
 void linein_free(struct linein *l);
 

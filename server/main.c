@@ -368,8 +368,10 @@ on_stop(uv_signal_t *sig, int signum)
 }
 
 /*
- * Each session holds a socket, and a RETR a file, so the usual soft limit of
- * 1024 descriptors would cap us near 500 sessions: raise it to the hard limit.
+ * A logged-in session holds its socket and its maildrop lock, and a RETR a
+ * file, so the usual soft limit of 1024 descriptors would cap us near 500
+ * sessions: raise it, and as root (still, before the privilege drop) the hard
+ * limit too.
  */
 static void
 raise_fd_limit(const struct config *cfg)
@@ -379,6 +381,11 @@ raise_fd_limit(const struct config *cfg)
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
 		return;
+	if (rl.rlim_max < want && geteuid() == 0) {
+		struct rlimit more = { want, want };
+		if (setrlimit(RLIMIT_NOFILE, &more) == 0)
+			return;
+	}
 	rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
 	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
 		log_msg(LOG_WARN, "open files limit is %llu; max_connections=%u needs about %llu",

@@ -13,6 +13,7 @@
 #include "server/config.h"
 #include "server/confset.h"
 #include "server/daemon.h"
+#include "server/limits.h"
 #include "server/listen.h"
 #include "server/log.h"
 #include "server/pop3_int.h"
@@ -430,6 +431,25 @@ on_auth_done(void *arg, enum auth_result r)
 	}
 }
 
+/*
+ * Check s->user's password: at once when no hashing is involved ({PLAIN}),
+ * else on the thread pool; either way on_auth_done follows. s->busy is set.
+ */
+static void
+check_password(struct session *s, const char *pass, size_t plen)
+{
+	enum auth_result r;
+
+	if (auth_check_inline(s->users, s->user, s->user_len, pass, plen, &r)) {
+		on_auth_done(s, r);
+		return;
+	}
+	s->auth = auth_check(s->d->loop, s->users, s->user, s->user_len, pass, plen,
+	                     on_auth_done, s);
+	if (s->auth == NULL)
+		on_auth_done(s, AUTH_ERROR);
+}
+
 enum p3_outcome
 cmd_pass(struct session *s, const struct p3_args *a)
 {
@@ -451,15 +471,9 @@ cmd_pass(struct session *s, const struct p3_args *a)
 		s->users = users_ref(s->cs->users);
 	s->mech = "USER";
 	s->auth_started = uv_now(s->d->loop);
-	s->auth = auth_check(s->d->loop, s->users, s->user, s->user_len, a->v[0].p, a->v[0].n,
-	                     on_auth_done, s);
-	wipe_arg(s, a->v[0]);
-	if (s->auth == NULL) {
-		user_forget(s);
-		session_replyf(s, "-ERR [SYS/TEMP] out of memory");
-		return P3_ERR;
-	}
 	s->busy = 1;
+	check_password(s, a->v[0].p, a->v[0].n);
+	wipe_arg(s, a->v[0]);
 	return P3_BUSY;
 }
 
@@ -569,16 +583,10 @@ sasl_feed(struct session *s, const char *p, size_t n)
 			return;
 		}
 		v = sasl_password(s->sasl, &vlen);
-		s->auth = auth_check(s->d->loop, s->users, s->user, s->user_len, v, vlen,
-		                     on_auth_done, s);
+		s->busy = 1;
+		check_password(s, v, vlen);
 		sasl_free(s->sasl);   /* wipes the password */
 		s->sasl = NULL;
-		if (s->auth == NULL) {
-			user_forget(s);
-			session_replyf(s, "-ERR [SYS/TEMP] out of memory");
-			return;
-		}
-		s->busy = 1;
 		return;
 	case SASL_FAIL:
 	case SASL_BAD:
@@ -661,6 +669,13 @@ cmd_auth(struct session *s, const struct p3_args *a)
 		wipe_arg(s, a->v[1]);
 	} else {
 		sasl_feed(s, NULL, 0);   /* the mechanism's first challenge */
+	}
+	/* Response lines may be longer than commands (the slices above are done with). */
+	if (s->sasl != NULL && linein_grow(&s->in, INPUT_BUF_SIZE) != 0) {
+		sasl_free(s->sasl);
+		s->sasl = NULL;
+		session_replyf(s, "-ERR [SYS/TEMP] out of memory");
+		return P3_ERR;
 	}
 	return s->busy ? P3_BUSY : P3_OK;
 }

@@ -24,7 +24,8 @@
 #include "server/tlsio.h"
 
 _Static_assert(INPUT_BUF_SIZE >= SASL_LINE_MAX + 2, "an AUTH line must fit the input buffer");
-_Static_assert(INPUT_BUF_SIZE >= CMD_LINE_MAX + 2, "a command line must fit the input buffer");
+_Static_assert(INPUT_BUF_INITIAL >= CMD_LINE_MAX + 2, "a command line must fit the input buffer");
+_Static_assert(INPUT_BUF_INITIAL >= PROXY_HEADER_MAX, "a PROXY header must fit the input buffer");
 
 /* After QUIT's reply: how long we keep draining a client's leftover input. */
 #define LINGER_MS 2000
@@ -359,13 +360,20 @@ on_write(uv_write_t *req, int status)
 		session_unref(s);
 		return;
 	}
-	if (s->wcap > 4 * OUTPUT_LOW_WATER) {   /* a big reply is over: give memory back */
+	idle_restart(s);
+	session_flush(s);
+	if (!s->writing) {
+		/* Nothing in flight: an idle session keeps no output buffers (most
+		 * sessions are idle most of the time; a reply allocates again). */
 		free(s->wbuf);
 		s->wbuf = NULL;
 		s->wcap = 0;
+		if (s->out_len == 0) {
+			free(s->out);
+			s->out = NULL;
+			s->out_cap = 0;
+		}
 	}
-	idle_restart(s);
-	session_flush(s);
 	if (s->close_after_flush) {
 		if (session_backlog(s) == 0 && !s->writing)
 			session_drained(s);
@@ -796,7 +804,7 @@ session_accept(struct daemon *d, uv_stream_t *server)
 	s->refs = 3;   /* the three handles above, released in their close callbacks */
 
 	if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0 || peer_setup(s) != 0 ||
-	    linein_init(&s->in, INPUT_BUF_SIZE) != 0) {
+	    linein_init(&s->in, INPUT_BUF_INITIAL) != 0) {
 		session_close(s, "accept failed");
 		return;
 	}

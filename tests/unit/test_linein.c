@@ -491,6 +491,35 @@ static void test_max_per_call(void **state)
 	linein_free(&l);
 }
 
+/* Growing keeps what is buffered; a line too long for the old size then fits. */
+static void test_grow(void **state)
+{
+	struct linein l;
+	struct slice s;
+	char *p;
+	size_t room;
+
+	(void)state;
+	assert_int_equal(linein_init(&l, 8), 0);
+	linein_space(&l, &p, &room);
+	memcpy(p, "ab\nxyzwv", 8);
+	linein_commit(&l, 8);
+	assert_int_equal(linein_next(&l, 6, &s), LINEIN_LINE);      /* "ab" */
+	assert_int_equal(linein_grow(&l, 4), 0);                      /* never shrinks */
+	assert_int_equal(l.cap, 8);
+	assert_int_equal(linein_grow(&l, 64), 0);
+	assert_int_equal(l.cap, 64);
+	assert_int_equal(linein_pending(&l), 5);                      /* "xyzwv" kept */
+	linein_space(&l, &p, &room);
+	assert_int_equal(room, 64 - 5);
+	memcpy(p, "0123456789\n", 11);
+	linein_commit(&l, 11);
+	assert_int_equal(linein_next(&l, 62, &s), LINEIN_LINE);
+	assert_int_equal(s.n, 15);                                    /* longer than the old cap */
+	assert_memory_equal(s.p, "xyzwv0123456789", 15);
+	linein_free(&l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -508,6 +537,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reset, setup_reader, teardown_reader),
 		cmocka_unit_test(test_space_full),
 		cmocka_unit_test(test_max_per_call),
+		cmocka_unit_test(test_grow),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
