@@ -1,7 +1,8 @@
 # pop3d: one plain GNU Makefile.
 #   make            build build/pop3d
 #   make run        install what is missing, build, run the daemon on a demo setup
-#   make test       install what is missing, build, run every test, then again under ASan+UBSan
+#   make test       install what is missing, build, run every test, replay the fuzz corpora,
+#                   then run every test again under ASan+UBSan
 #   make check      the tests only (no dependency step), for the build in $(BUILD)
 #   make install    copy the binary, man pages and examples under $(DESTDIR)$(PREFIX)
 
@@ -89,6 +90,7 @@ run: deps
 
 test: deps-test
 	$(MAKE) check
+	$(MAKE) fuzz-replay
 	$(MAKE) check-san
 
 check: all $(UNIT_BINS)

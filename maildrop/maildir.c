@@ -592,6 +592,20 @@ measure_sweep(const char *root, struct ent *e, struct md_cache *c, char *err, si
 	return 0;
 }
 
+/* 1 when base looks like a hashed UIDL: "H" and 40 lowercase hex digits. */
+static int
+looks_hashed(const char *base, size_t n)
+{
+	size_t i;
+
+	if (n != 41 || base[0] != 'H')
+		return 0;
+	for (i = 1; i < n; i++)
+		if (!((base[i] >= '0' && base[i] <= '9') || (base[i] >= 'a' && base[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
 static int
 make_uidl(const char *base, size_t n, char out[UIDL_MAX + 1])
 {
@@ -602,7 +616,9 @@ make_uidl(const char *base, size_t n, char out[UIDL_MAX + 1])
 
 	for (i = 0; ok && i < n; i++)
 		ok = (unsigned char)base[i] >= 0x21 && (unsigned char)base[i] <= 0x7e;
-	if (ok) {
+	/* A name that could be some other name's hash is hashed too: two messages can
+	 * then share a UIDL only through a SHA-256 collision (found by fuzz_maildir). */
+	if (ok && !looks_hashed(base, n)) {
 		memcpy(out, base, n);
 		out[n] = '\0';
 		return 0;

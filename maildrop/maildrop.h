@@ -81,7 +81,8 @@ int maildrop_template_check(const char *tmpl, char *err, size_t errlen);
  * not start with '.' are listed; tmp/ never is. Sizes come from ",W=" in the
  * name, else from the size cache ROOT/pop3d.cache, else by reading the file
  * once (and the cache is rewritten crash-safely). UIDLs are the part of the
- * name before ":" when 1..70 octets of 0x21..0x7E, else a hash of the name;
+ * name before ":" when 1..70 octets of 0x21..0x7E (and not itself of the form "H" + 40
+ * lowercase hex digits, which a hash looks like), else a hash of the name;
  * a base name seen twice is listed once. On MD_OK sets *out; otherwise writes
  * a reason into err.
  */

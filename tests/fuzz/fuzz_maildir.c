@@ -96,6 +96,22 @@ static int uidl_printable(const char *p, size_t n)
 	return 1;
 }
 
+/* A base name kept as its own UIDL: printable, and not shaped like a hash ("H" + 40
+ * lowercase hex), which would let it collide with a hashed name. */
+static int uidl_literal(const char *p, size_t n)
+{
+	size_t i;
+
+	if (!uidl_printable(p, n))
+		return 0;
+	if (n != 41 || p[0] != 'H')
+		return 1;
+	for (i = 1; i < n; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return 1;
+	return 0;
+}
+
 static int cmp_base(const struct file *a, const struct file *b)
 {
 	size_t n = a->baselen < b->baselen ? a->baselen : b->baselen;
@@ -166,7 +182,7 @@ static void check_first(struct maildrop *md, const struct file *f, size_t nf)
 			    (memcmp(a->name, b->name, a->nlen < b->nlen ? a->nlen : b->nlen) == 0 &&
 			    a->nlen < b->nlen))), "%s listed instead of its other copy", m->file);
 		}
-		if (uidl_printable(a->name, a->baselen))
+		if (uidl_literal(a->name, a->baselen))
 			FZ_CHECK(strlen(m->uidl) == a->baselen && memcmp(m->uidl, a->name, a->baselen) == 0,
 			    "UIDL %s is not the base name", m->uidl);
 		else

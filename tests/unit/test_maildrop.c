@@ -846,6 +846,39 @@ test_uidl(void **state)
 	maildrop_close(md2);
 }
 
+/*
+ * A file literally named like another name's hash must not share its UIDL
+ * (found by tests/fuzz/fuzz_maildir: "a b" hashes to Hc8687a08...).
+ */
+static void
+test_uidl_hash_lookalike(void **state)
+{
+	struct fx *f = *state;
+	struct maildrop *md;
+	char hashed[UIDL_MAX + 1];
+
+	mkmaildir(f);
+	puts_(f, "new/a b", "1\n", 100);
+	md = open_ok(f);
+	assert_int_equal(md->n, 1);
+	snprintf(hashed, sizeof hashed, "%s", md->msgs[0].uidl);
+	maildrop_close(md);
+	assert_int_equal(hashed[0], 'H');
+	{
+		char rel[PATH_MAX];
+		snprintf(rel, sizeof rel, "new/%s", hashed);
+		puts_(f, rel, "2\n", 101);
+	}
+	puts_(f, "new/HC8687A08AA5D6ED2044328FA6A697AB8E96DC342", "3\n", 102);  /* upper case: literal */
+	md = open_ok(f);
+	assert_int_equal(md->n, 3);
+	assert_string_equal(md->msgs[0].uidl, hashed);
+	assert_string_not_equal(md->msgs[1].uidl, hashed);            /* the look-alike is hashed */
+	expect_hash(md->msgs[1].uidl, hashed, strlen(hashed));
+	assert_string_equal(md->msgs[2].uidl, "HC8687A08AA5D6ED2044328FA6A697AB8E96DC342");
+	maildrop_close(md);
+}
+
 static void
 test_duplicates(void **state)
 {
@@ -1226,6 +1259,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_lock_same_process, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_child_exit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uidl, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uidl_hash_lookalike, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msg_open_after_rename, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update_refuses_without_quit, setup, teardown),
