@@ -4,6 +4,7 @@
  * logs or keeps a password past its check, and never lets a bad line stop the good ones loading.
  */
 #include "server/auth.h"
+#include "server/limits.h"
 #include "server/strutil.h"
 
 #include <crypt.h>
@@ -1229,6 +1230,9 @@ fail:
 
 struct auth_req {
 	uv_work_t          work;      /* must stay valid until after_check */
+	uv_loop_t         *loop;
+	struct auth_req   *next;      /* in users->wait_head..wait_tail while waiting */
+	int                queued;    /* handed to the thread pool */
 	struct users      *users;     /* reference held until the request is freed */
 	const struct user *user;      /* NULL when unknown; immutable while users is held */
 	char              *pass;      /* NUL-terminated copy; wiped as soon as it is used */
@@ -1357,15 +1361,53 @@ static void req_free(struct auth_req *r)
 }
 
 /* Loop thread, once per request, also after uv_cancel (status UV_ECANCELED). */
+static void after_check(uv_work_t *w, int status);
+
+/* Hand r to the thread pool. 0, or -1 when libuv refused it. */
+static int start_check(struct auth_req *r)
+{
+	r->users->hashing++;
+	r->queued = 1;
+	if (uv_queue_work(r->loop, &r->work, work_check, after_check) != 0) {
+		r->users->hashing--;
+		r->queued = 0;
+		return -1;
+	}
+	return 0;
+}
+
+/* A hash finished: let waiting checks take free turns (cancelled ones just go). */
+static void start_waiting(struct users *u)
+{
+	while (u->hashing < AUTH_HASH_CONCURRENCY && u->wait_head != NULL) {
+		struct auth_req *q = u->wait_head;
+		auth_cb cb;
+
+		u->wait_head = q->next;
+		if (u->wait_head == NULL)
+			u->wait_tail = NULL;
+		q->next = NULL;
+		if (q->cb != NULL && start_check(q) == 0)
+			continue;
+		cb = q->cb;
+		q->cb = NULL;
+		if (cb != NULL)
+			cb(q->arg, AUTH_ERROR);
+		req_free(q);
+	}
+}
+
 static void after_check(uv_work_t *w, int status)
 {
 	struct auth_req *r = w->data;
 	auth_cb cb = r->cb;
 
+	r->users->hashing--;
 	if (cb != NULL) {
 		r->cb = NULL;
 		cb(r->arg, status == 0 ? r->result : AUTH_ERROR);
 	}
+	start_waiting(r->users);   /* r still holds a reference to the users */
 	req_free(r);
 }
 
@@ -1392,8 +1434,17 @@ struct auth_req *auth_check(uv_loop_t *loop, struct users *u, const char *name, 
 	r->user = users_find(u, name, nlen);
 	r->cb = cb;
 	r->arg = arg;
+	r->loop = loop;
 	r->work.data = r;
-	if (uv_queue_work(loop, &r->work, work_check, after_check) != 0) {
+	if (u->hashing >= AUTH_HASH_CONCURRENCY) {   /* wait for a turn, in order */
+		if (u->wait_tail != NULL)
+			u->wait_tail->next = r;
+		else
+			u->wait_head = r;
+		u->wait_tail = r;
+		return r;
+	}
+	if (start_check(r) != 0) {
 		req_free(r);
 		return NULL;
 	}
@@ -1420,8 +1471,10 @@ void auth_cancel(struct auth_req *r)
 		return;
 	r->cb = NULL;
 	r->arg = NULL;
-	/* Dequeues it when no thread has taken it yet; after_check frees it either way. */
-	(void)uv_cancel((uv_req_t *)&r->work);
+	/* Waiting for a turn: start_waiting frees it when it comes up. On the pool:
+	 * dequeued when no thread has taken it yet; after_check frees it either way. */
+	if (r->queued)
+		(void)uv_cancel((uv_req_t *)&r->work);
 }
 
 /* ---- APOP and hashing -------------------------------------------------- */

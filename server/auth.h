@@ -72,6 +72,9 @@ struct users {
 	enum pw_scheme dummy_scheme;  /* what checking an unknown name costs: the most
 	                                 common kind of user in the file */
 	const char    *dummy_setting; /* PW_CRYPT: a real user's setting (same cost) */
+	/* Loop thread only: checks hashing now, and those waiting for a turn. */
+	unsigned        hashing;
+	struct auth_req *wait_head, *wait_tail;
 };
 
 /*

@@ -49,6 +49,11 @@
 /* Delay before every failed authentication reply, in ms (auth.failure_delay). */
 #define AUTH_FAILURE_DELAY_DEFAULT_MS  2000
 
+/* Password hashes computed at once; further checks wait in line. A yescrypt
+ * check takes 16 MiB: without a cap, a flood of bogus logins on the 16-thread
+ * pool would cost 256 MiB and starve the maildrop work sharing that pool. */
+#define AUTH_HASH_CONCURRENCY 4
+
 /* Login names: longer ones are refused before any path is built. */
 #define LOGIN_MAX            255
 

@@ -362,9 +362,10 @@ on_write(uv_write_t *req, int status)
 	}
 	idle_restart(s);
 	session_flush(s);
-	if (!s->writing) {
-		/* Nothing in flight: an idle session keeps no output buffers (most
-		 * sessions are idle most of the time; a reply allocates again). */
+	if (!s->writing && s->job.kind == JOB_NONE) {
+		/* Nothing in flight and no long reply running: an idle session keeps
+		 * no output buffers (most sessions are idle most of the time; a reply
+		 * allocates again). During a RETR the same buffers are reused. */
 		free(s->wbuf);
 		s->wbuf = NULL;
 		s->wcap = 0;

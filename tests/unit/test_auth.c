@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "server/auth.h"
+#include "server/limits.h"
 
 /* ---- fixtures ----------------------------------------------------------- */
 
@@ -600,11 +601,16 @@ static void test_check_many_in_flight(void **state)
 		assert_non_null(auth_check(&loop, u, "alice", 5, i % 2 ? "nope" : "hunter2",
 		                           i % 2 ? 4 : 7, on_auth, &c[i]));
 	assert_int_equal(u->refs, 9);
+	/* No more hashes at once than the cap (16 MiB each); the rest wait in order. */
+	assert_int_equal(u->hashing, AUTH_HASH_CONCURRENCY);
+	assert_non_null(u->wait_head);
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	for (i = 0; i < 8; i++) {
 		assert_int_equal(c[i].calls, 1);
 		assert_int_equal(c[i].last, i % 2 ? AUTH_FAIL : AUTH_OK);
 	}
+	assert_int_equal(u->hashing, 0);
+	assert_null(u->wait_head);
 	assert_int_equal(u->refs, 1);
 	assert_int_equal(uv_loop_close(&loop), 0);
 	users_unref(u);
