@@ -203,17 +203,21 @@ maildrop_quit(struct maildrop *md)
 		md->quit_seen = 1;
 }
 
-/* A first download: sent whole in this session, staying, and never recorded before. */
+/* A first download: sent whole in this session and never recorded before. */
 static int
 first_download(const struct msg *m)
 {
-	return (m->flags & (MSG_RETR | MSG_REMOVE)) == MSG_RETR && !m->has_record;
+	return (m->flags & MSG_RETR) && !m->has_record;
 }
 
 /*
- * Before any unlink: record first downloads and drop the records of messages
- * about to go. 0 when the state is written (or nothing changes), -1 when it
- * could not be (md->err says why; the records in memory are as before).
+ * Before any unlink: record first downloads, also of messages about to go, and
+ * keep the records of those: if we die between this write and an unlink, the
+ * survivor still has its record and promise (0 under retention = delete), so
+ * the next sweep decides it as downloaded instead of keeping it in doubt.
+ * Records of removed messages drop out at the next write. 0 when the state is
+ * written (or nothing changes), -1 when it could not be (md->err says why; the
+ * records in memory are as before).
  */
 static int
 update_state(struct maildrop *md)
@@ -225,8 +229,7 @@ update_state(struct maildrop *md)
 	int rc;
 
 	for (i = 0; i < md->n; i++)
-		changes += first_download(&md->msgs[i]) ||
-		    ((md->msgs[i].flags & MSG_REMOVE) && md->msgs[i].has_record);
+		changes += first_download(&md->msgs[i]);
 	if (changes == 0)
 		return 0;
 	was = malloc(md->n);
@@ -242,8 +245,6 @@ update_state(struct maildrop *md)
 			m->has_record = 1;
 			m->first_download = now;
 			m->promised_days = days;
-		} else if (m->flags & MSG_REMOVE) {
-			m->has_record = 0;
 		}
 	}
 	rc = md_state_write(md);

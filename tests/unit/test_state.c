@@ -577,8 +577,10 @@ test_update_records(void **state)
 	md = open_ok(f);
 	by_uidl(md, "A")->flags |= MSG_RETR;                        /* first download */
 	by_uidl(md, "B")->flags |= MSG_RETR;                        /* downloaded before */
-	by_uidl(md, "C")->flags |= MSG_RETR | MSG_DELE | MSG_REMOVE; /* goes: record dropped */
-	by_uidl(md, "E")->flags |= MSG_RETR | MSG_REMOVE;            /* goes by policy: no record */
+	by_uidl(md, "C")->flags |= MSG_RETR | MSG_DELE | MSG_REMOVE; /* goes; its record stays
+	                                                                until the next write */
+	by_uidl(md, "E")->flags |= MSG_RETR | MSG_REMOVE;            /* goes by policy; recorded
+	                                                                first, in case we die */
 	md->now = T0;
 	md->promise_days = 30;
 	maildrop_quit(md);
@@ -588,7 +590,9 @@ test_update_records(void **state)
 	assert_int_equal(by_uidl(md, "A")->has_record, 1);
 	assert_int_equal(by_uidl(md, "A")->first_download, T0);
 	maildrop_close(md);
-	state_is(f, "pop3d-state 1\nlast_login 3\nA 1700000000 30\nB 1000 7\n");
+	/* Written before the unlinks: a crash in between leaves every record right. */
+	state_is(f, "pop3d-state 1\nlast_login 3\nA 1700000000 30\nB 1000 7\nC 2000 7\n"
+	         "E 1700000000 30\n");
 	assert_false(exists(f, "new/C"));
 	assert_false(exists(f, "new/E"));
 	assert_true(exists(f, "cur/A:2,S"));
