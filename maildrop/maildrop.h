@@ -132,6 +132,7 @@ struct md_update_result {
 	size_t removed;   /* MSG_REMOVE files unlinked (or already gone) */
 	size_t failed;    /* MSG_REMOVE files that could not be removed */
 	size_t seen;      /* MSG_RETR files moved to cur/ with the S flag */
+	int    state_failed; /* first downloads could not be recorded (md->err says why) */
 };
 
 /*

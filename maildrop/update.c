@@ -258,7 +258,7 @@ update_state(struct maildrop *md)
 int
 maildrop_update(struct maildrop *md, struct md_update_result *res)
 {
-	struct md_update_result r = { 0, 0, 0 };
+	struct md_update_result r = { 0, 0, 0, 0 };
 	size_t i;
 	int state_ok;
 
@@ -273,12 +273,12 @@ maildrop_update(struct maildrop *md, struct md_update_result *res)
 
 		if (fl & MSG_REMOVE) {
 			/* Without the state written, only what the client asked for goes. */
-			if (!state_ok && !(fl & MSG_DELE))
+			if ((!state_ok && !(fl & MSG_DELE)) || !remove_msg(md, i)) {
 				r.failed++;
-			else if (remove_msg(md, i))
+				md->msgs[i].flags &= ~MSG_REMOVE;   /* afterwards: exactly what went */
+			} else {
 				r.removed++;
-			else
-				r.failed++;
+			}
 		} else if (fl & MSG_RETR) {
 			r.seen += (size_t)mark_seen(md, i);
 		}
@@ -287,9 +287,10 @@ maildrop_update(struct maildrop *md, struct md_update_result *res)
 		fsync_sub(md, "new");
 		fsync_sub(md, "cur");
 	}
+	r.state_failed = !state_ok;
 	if (res != NULL)
 		*res = r;
-	return r.failed > 0 ? 1 : 0;
+	return r.failed > 0 || r.state_failed ? 1 : 0;
 }
 
 int
@@ -311,7 +312,7 @@ maildrop_record_login(struct maildrop *md, int64_t now)
 int
 maildrop_sweep_remove(struct maildrop *md, struct md_update_result *res)
 {
-	struct md_update_result r = { 0, 0, 0 };
+	struct md_update_result r = { 0, 0, 0, 0 };
 	size_t i, marked = 0, dropped = 0;
 	int rc = 0;
 

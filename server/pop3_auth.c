@@ -329,6 +329,11 @@ open_done(uv_work_t *req, int status)
 		if (w->err[0] != '\0')
 			log_msg(LOG_WARN, "maildrop id=%llx user=%s: %s", (unsigned long long)s->id, user,
 			        w->err);
+		if (w->md->err[0] != '\0') {   /* state in doubt, size cache not written, ... */
+			log_msg(LOG_WARN, "maildrop id=%llx user=%s: %s", (unsigned long long)s->id, user,
+			        w->md->err);
+			w->md->err[0] = '\0';
+		}
 		s->md = w->md;
 		s->state = ST_TRANS;
 		s->bad_cmds = 0;

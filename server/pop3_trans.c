@@ -490,17 +490,23 @@ update_done(uv_work_t *req, int status)
 	s->d->stats.deleted += w->res.removed;
 	str_escape(user, sizeof user, s->user, s->user_len, 64);
 	log_msg(w->rc == 0 ? LOG_INFO : LOG_ERR,
-	        "update id=%llx user=%s removed=%zu failed=%zu seen=%zu%s",
+	        "update id=%llx user=%s removed=%zu failed=%zu seen=%zu%s%s",
 	        (unsigned long long)s->id, user, w->res.removed, w->res.failed, w->res.seen,
-	        w->rc < 0 ? " refused=yes" : "");
+	        w->res.state_failed ? " state=not-recorded" : "", w->rc < 0 ? " refused=yes" : "");
+	if (s->md->err[0] != '\0')   /* why a removal, a move or the state write failed */
+		log_msg(LOG_ERR, "update problem id=%llx user=%s: %s", (unsigned long long)s->id, user,
+		        s->md->err);
 	if (!s->closing) {
 		s->busy = 0;
 		if (w->rc == 0)
 			session_replyf(s, "+OK bye, %zu message%s removed", w->res.removed,
 			               w->res.removed == 1 ? "" : "s");
-		else if (w->rc > 0)
+		else if (w->rc > 0 && w->res.failed > 0)
 			session_replyf(s, "-ERR [SYS/TEMP] %zu message%s could not be removed",
 			               w->res.failed, w->res.failed == 1 ? "" : "s");
+		else if (w->rc > 0)   /* the promise of a first download was not recorded */
+			session_replyf(s, "-ERR [SYS/TEMP] download state could not be recorded; "
+			               "messages are kept");
 		else
 			session_replyf(s, "-ERR [SYS/TEMP] update refused; nothing was removed");
 		session_close_after_flush(s, "quit");
