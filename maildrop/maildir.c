@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -263,12 +264,16 @@ ensure_maildir(const char *root, char *err, size_t errlen)
  * file, in this process or another, and the kernel drops it when the last
  * descriptor goes. The file is never unlinked: that would race other lockers.
  */
+/* How long a login waits for a maildrop lock that is being let go (runs on a pool thread). */
+#define LOCK_RETRY_MS      250
+#define LOCK_RETRY_STEP_MS 25
+
 static enum md_status
 take_lock(const char *root, int *fdp, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	struct flock fl;
-	int fd, e;
+	int fd, e, tries;
 
 	if (join(path, sizeof path, root, LOCK_FILE) < 0)
 		return fail(err, errlen, MD_PERM, "maildrop path", root, ENAMETOOLONG);
@@ -278,8 +283,16 @@ take_lock(const char *root, int *fdp, char *err, size_t errlen)
 	memset(&fl, 0, sizeof fl);
 	fl.l_type = F_WRLCK;
 	fl.l_whence = SEEK_SET;
-	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+	/* A session that has just ended (here or on another node) may still be letting go:
+	 * try a few times within LOCK_RETRY_MS before answering [IN-USE]. */
+	for (tries = 0; fcntl(fd, F_OFD_SETLK, &fl) < 0; tries++) {
+		const struct timespec pause = { 0, LOCK_RETRY_STEP_MS * 1000000L };
+
 		e = errno;
+		if ((e == EAGAIN || e == EACCES) && tries < LOCK_RETRY_MS / LOCK_RETRY_STEP_MS) {
+			nanosleep(&pause, NULL);
+			continue;
+		}
 		close(fd);
 		if (e == EAGAIN || e == EACCES) {
 			if (err != NULL && errlen > 0)

@@ -228,7 +228,11 @@ pop3_cleanup(struct session *s)
 	s->md_path = NULL;
 	if (s->md == NULL)
 		return;
-	/* Releasing the lock may wait on a network file system: off the loop. */
+	/* Release the lock now, in order with what the loop does next: a client that
+	 * logs in again right after a drop must not find its own old session's lock.
+	 * (One close(); on a network file system an unlock request.) Freeing the
+	 * snapshot, which may be large, is left to the thread pool. */
+	maildrop_unlock(s->md);
 	req = malloc(sizeof *req);
 	if (req != NULL)
 		req->data = s->md;
