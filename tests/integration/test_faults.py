@@ -17,11 +17,12 @@ login (open, opendir, readdir, a message read when sizes are measured), the open
 message during RETR, the size cache and the login time at login, and `pop3d --expire` with a
 failing unlink, folder scan, state write or state read.
 
-KnownBugTest holds the checks pop3d fails today (tests/SECURITY.md lists them). Each sets up
-its case with ordinary assertions (a broken setup fails), then: while the daemon still has the
-bug the test is SKIPPED with "known pop3d bug: ..." (visible in the run's output and in its
-"(N skipped, ...)" line, never counted as passed); once the bug is fixed the test FAILS, asking
-for the check to become a plain assertion.
+KnownBugTest holds one test per daemon bug these tests found (tests/SECURITY.md, "Fault
+injection: findings"). Each sets up its case with ordinary assertions (a broken setup fails);
+the final check goes through fixed() (the bug was fixed: the check must hold) or known_bug()
+(still open: the test is SKIPPED with "known pop3d bug: ...", visible in the run's output and in
+its "(N skipped, ...)" line, never counted as passed; once the bug is fixed it FAILS, asking for
+the check to become fixed()).
 
 Skipped, not failed, when the shim cannot be built or loaded, or when $POP3D is not an ELF
 program (a wrapper script such as the valgrind one: the shim would land in the wrapper).
@@ -218,7 +219,7 @@ class FaultCase(Pop3TestCase):
     def assertFired(self, d, what=None):
         lines = d.injected()
         self.assertTrue(lines, "the fault never fired (rules %r); daemon log:\n%s"
-                        % (getattr(d, "rules", "?"), d.stderr() if hasattr(d, "stderr") else ""))
+                        % (d.rules, d.stderr()))
         if what is not None:
             self.assertTrue(any(what in l for l in lines), lines)
         return lines
@@ -329,8 +330,8 @@ class UpdateStateWriteTest(FaultCase):
                 self.retr(c, 1, before[name(0)])
                 st = self.quit(d, c)
                 self.assertFired(d)
-                # Today: +OK (see KnownBugTest.test_keep_policy_state_failure_reply).
-                self.assertTrue(st.startswith(b"+OK") or SYS_ERR.match(st), st)
+                # The promise could not be recorded (it used to be +OK: KnownBugTest, F3).
+                self.assertSysErr(st, ("TEMP",))
                 self.assertKept(md, before)
                 self.assertNoLitter(md)
                 state = read_state(md)
@@ -656,12 +657,13 @@ class ExpireFaultTest(FaultCase):
         self.assertCleanSweepFinishes(self.DUE)
 
 
-# ---------------------------------------------------------------- what pop3d gets wrong today
+# ---------------------------------------------------------------- bugs found here
 
 class KnownBugTest(FaultCase):
-    """Checks pop3d fails today (tests/SECURITY.md, "Fault injection: findings"). The setup
-    uses plain assertions; the check itself goes through known_bug(): skipped while the bug is
-    there, a failure once it is fixed (then make it a plain assertion)."""
+    """One test per bug found (tests/SECURITY.md, "Fault injection: findings", F1-F5). The
+    setup uses plain assertions; the check itself goes through fixed() (must hold) or, for a
+    bug still open, known_bug(): skipped while the bug is there, a failure once it is fixed
+    (then make it fixed())."""
 
     def known_bug(self, ok, what):
         if ok:
@@ -698,7 +700,7 @@ class KnownBugTest(FaultCase):
         self.assertEqual(st, b"-ERR [SYS/TEMP] 1 message could not be removed")
         self.assertKept(md, before, removed={name(1)})
         self.fixed(STRERROR["ENOSPC"] in self.daemon_log(d),
-                       "UPDATE does not log why the state file could not be written")
+                   "UPDATE does not log why the state file could not be written")
 
     def test_keep_policy_state_failure_reply(self):
         d, md, before, st = self.update_with("openw:tmp/pop3d.state:ENOSPC:*", ["RETR 1"],
@@ -706,16 +708,16 @@ class KnownBugTest(FaultCase):
         self.assertKept(md, before)
         self.assertTrue(os.path.exists(os.path.join(md, "cur", name(0) + ":2,S")))
         self.fixed(SYS_ERR.match(st) is not None,
-                       "keep_days: QUIT answers +OK although the first download (its promise) "
-                       "was not recorded; the message is marked seen anyway, so sweeps keep it "
-                       "forever in doubt")
+                   "keep_days: QUIT answers +OK although the first download (its promise) "
+                   "was not recorded; the message is marked seen anyway, so sweeps keep it "
+                   "forever in doubt")
 
     def test_update_logs_unlink_cause(self):
         d, md, before, st = self.update_with("unlink:/new/%s:EACCES:*" % name(0), ["DELE 1"])
         self.assertEqual(st, b"-ERR [SYS/TEMP] 1 message could not be removed")
         self.assertKept(md, before)
         self.fixed(STRERROR["EACCES"] in self.daemon_log(d),
-                       "UPDATE does not log why an unlink failed")
+                   "UPDATE does not log why an unlink failed")
 
     def test_no_remove_line_for_a_kept_message(self):
         d, md, before, st = self.update_with("unlink:/new/%s:EIO:*" % name(0), ["DELE 1"])
@@ -723,16 +725,16 @@ class KnownBugTest(FaultCase):
         d.stop()
         counters = d.log_lines("counters ")
         self.fixed(d.log_lines("remove id=") == [] and
-                       all(" deleted_dele=0 " in l for l in counters),
-                       "a message whose unlink failed at UPDATE still gets a `remove ... "
-                       "cause=dele` line and is counted in deleted_dele")
+                   all(" deleted_dele=0 " in l for l in counters),
+                   "a message whose unlink failed at UPDATE still gets a `remove ... "
+                   "cause=dele` line and is counted in deleted_dele")
 
     def test_update_logs_rename_cause(self):
         d, md, before, st = self.update_with("rename:/cur/%s:EIO:*" % name(0), ["RETR 1"])
         self.assertOK(st)
         self.assertKept(md, before)
         self.fixed(STRERROR["EIO"] in self.daemon_log(d),
-                       "UPDATE does not log why a message could not be moved to cur/")
+                   "UPDATE does not log why a message could not be moved to cur/")
 
     def test_login_logs_state_doubt(self):
         d, md, before, st = self.update_with("openr:Maildir/pop3d.state:EIO:1", ["RETR 1"],
@@ -742,9 +744,9 @@ class KnownBugTest(FaultCase):
         bad = [n for n in os.listdir(md) if n.startswith("pop3d.state.bad-")]
         self.assertEqual(len(bad), 1, os.listdir(md))     # the healthy file was set aside
         self.fixed(STRERROR["EIO"] in self.daemon_log(d) and
-                       any("pop3d.state.bad" in l for l in d.stderr().splitlines()),
-                       "notes from the login's maildrop_open (state file in doubt, size cache "
-                       "not written) and the set-aside at UPDATE are never logged")
+                   any("pop3d.state.bad" in l for l in d.stderr().splitlines()),
+                   "notes from the login's maildrop_open (state file in doubt, size cache "
+                   "not written) and the set-aside at UPDATE are never logged")
 
     def test_promise_survives_a_transient_state_read_error(self):
         """(1) UPDATE cannot move a RETR'd message to cur/: it stays in new/ without the S flag,
