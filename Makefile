@@ -212,7 +212,7 @@ crash: all
 #                      (daemons, --expire, -t) under valgrind memcheck, VALGRIND_JOBS modules at a
 #                      time; fails on any failed test and on any memcheck report (invalid access,
 #                      uninitialised value, bad free, definite leak), one log per process in
-#                      $(BUILD)/valgrind/logs. About 5 minutes on 2 cores, so not part of `make test`.
+#                      $(BUILD)/valgrind/logs. 6-7 minutes on 2 cores, so not part of `make test`.
 # --freelist-vol: memcheck holds 20 MB of freed blocks back from reuse by default (to catch use
 # after free), which test_tls's bounded-memory check counts as growth; 2 MB still spans pop3d's
 # largest buffers many times over.
