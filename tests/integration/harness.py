@@ -575,3 +575,44 @@ def run_tool(argv, home, timeout=60, **kw):
     """Run a client tool with HOME in a temp dir; returns CompletedProcess (text)."""
     return subprocess.run(argv, env=child_env(home=home, **kw.pop("env", {})), cwd=home,
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, **kw)
+
+
+# ---------------------------------------------------------------- real clients: shared pieces
+
+# An MDA for fetchmail/mpop tests: stores each message unchanged as OUT/NNNNN.
+MDA = r'''#!/usr/bin/env python3
+# Test MDA: stores stdin, unchanged, as OUT/NNNNN (the next free number, in delivery order).
+import os, sys
+out = sys.argv[1]
+data = sys.stdin.buffer.read()
+for i in range(1, 100000):
+    try:
+        fd = os.open(os.path.join(out, "%05d" % i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        continue
+    os.write(fd, data)
+    os.close(fd)
+    break
+else:
+    sys.exit(75)
+'''
+
+
+def message_id(data):
+    m = re.search(rb"(?im)^Message-ID: *(<[^>]*>)", data)
+    return m.group(1) if m else None
+
+
+def describe_mismatch(want, candidates):
+    """How the fetched message with the same Message-ID (else the nearest size) differs."""
+    if not candidates:
+        return "nothing left to compare"
+    mid = message_id(want)
+    same = [c for c in candidates if mid is not None and message_id(c) == mid]
+    got = same[0] if same else min(candidates, key=lambda c: abs(len(c) - len(want)))
+    i = 0
+    while i < min(len(got), len(want)) and got[i] == want[i]:
+        i += 1
+    return "fetched %d octets%s; first difference at %d: want %r, got %r" % (
+        len(got), "" if same else " (nearest size)", i, want[max(0, i - 20):i + 40],
+        got[max(0, i - 20):i + 40])

@@ -13,27 +13,10 @@ import shutil
 import tempfile
 import unittest
 
-from harness import (Pop3TestCase, crlf_form, deliver, expected_retr, parse_list, run_tool,
-                     snapshot)
+from harness import (MDA, Pop3TestCase, crlf_form, deliver, describe_mismatch, expected_retr,
+                     message_id, parse_list, run_tool, snapshot)
 
 TOOL_TIMEOUT = 90
-
-MDA = r'''#!/usr/bin/env python3
-# Test MDA: stores stdin, unchanged, as OUT/NNNNN (the next free number, in delivery order).
-import os, sys
-out = sys.argv[1]
-data = sys.stdin.buffer.read()
-for i in range(1, 100000):
-    try:
-        fd = os.open(os.path.join(out, "%05d" % i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        continue
-    os.write(fd, data)
-    os.close(fd)
-    break
-else:
-    sys.exit(75)
-'''
 
 
 def files_in(folder):
@@ -85,29 +68,11 @@ class ClientTestCase(Pop3TestCase):
             detail = []
             for label in missing:
                 detail.append("%s: want %d octets; %s" % (label, len(expected[label]),
-                                                          closest(expected[label], remaining)))
+                                                          describe_mismatch(expected[label], remaining)))
             self.fail("%s: %d of %d message(s) differ\n%s\nunmatched fetched: %d"
                       % (what, len(missing), len(expected), "\n".join(detail), len(remaining)))
 
 
-def message_id(data):
-    m = re.search(rb"(?im)^Message-ID: *(<[^>]*>)", data)
-    return m.group(1) if m else None
-
-
-def closest(want, candidates):
-    """Describe how the fetched message with the same Message-ID (else the nearest size) differs."""
-    if not candidates:
-        return "nothing left to compare"
-    mid = message_id(want)
-    same = [c for c in candidates if mid is not None and message_id(c) == mid]
-    got = same[0] if same else min(candidates, key=lambda c: abs(len(c) - len(want)))
-    i = 0
-    while i < min(len(got), len(want)) and got[i] == want[i]:
-        i += 1
-    return "fetched %d octets%s; first difference at %d: want %r, got %r" % (
-        len(got), "" if same else " (nearest size)", i, want[max(0, i - 20):i + 40],
-        got[max(0, i - 20):i + 40])
 
 
 class PoplibTest(ClientTestCase):

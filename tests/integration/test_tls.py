@@ -22,7 +22,7 @@ import termios
 import time
 import unittest
 
-from harness import IO_TIMEOUT, deliver, expected_retr, parse_list, pop3_size
+from harness import MDA, IO_TIMEOUT, deliver, expected_retr, parse_list, pop3_size
 from tlsutil import (TOOL_TIMEOUT, TlsCaseBase, TlsClient, ToolMixin, capa_names, client_context,
                      fetchmail_form, files_in, getmail_form, lf_form, maildir_files, message_id,
                      sasl_mechs, scram_secret, test_certs, vm_rss_kb, wait_stable, write_mpoprc)
@@ -400,22 +400,6 @@ class ClientsTest(ToolMixin, TlsCase):
         self.assertSameMessages(maildir_files(dest), expected, "getmail")
 
 
-MDA = r'''#!/usr/bin/env python3
-# Test MDA: stores stdin, unchanged, as OUT/NNNNN (the next free number, in delivery order).
-import os, sys
-out = sys.argv[1]
-data = sys.stdin.buffer.read()
-for i in range(1, 100000):
-    try:
-        fd = os.open(os.path.join(out, "%05d" % i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        continue
-    os.write(fd, data)
-    os.close(fd)
-    break
-else:
-    sys.exit(75)
-'''
 
 
 # ====================================================================== STLS and plaintext rules

@@ -17,8 +17,8 @@ import tempfile
 import time
 import warnings
 
-from harness import (Client, Daemon, Pop3TestCase, child_env, expected_retr,
-                     free_port, pop3d_path, run_tool)
+from harness import (Client, Daemon, Pop3TestCase, child_env, describe_mismatch, expected_retr,
+                     free_port, message_id, pop3d_path, run_tool)
 
 # label -> (file stem, subject CN, subjectAltName)
 CERT_SPECS = {
@@ -424,24 +424,6 @@ def getmail_form(data):
     return out
 
 
-def message_id(data):
-    m = re.search(rb"(?im)^Message-ID: *(<[^>]*>)", data)
-    return m.group(1) if m else None
-
-
-def describe_mismatch(want, candidates):
-    """How the fetched message with the same Message-ID (else the nearest size) differs."""
-    if not candidates:
-        return "nothing left to compare"
-    mid = message_id(want)
-    same = [c for c in candidates if mid is not None and message_id(c) == mid]
-    got = same[0] if same else min(candidates, key=lambda c: abs(len(c) - len(want)))
-    i = 0
-    while i < min(len(got), len(want)) and got[i] == want[i]:
-        i += 1
-    return "fetched %d octets%s; first difference at %d: want %r, got %r" % (
-        len(got), "" if same else " (nearest size)", i, want[max(0, i - 20):i + 40],
-        got[max(0, i - 20):i + 40])
 
 
 class ToolMixin:
