@@ -19,7 +19,7 @@ tls.handshake_timeout = 3 s, idle_timeout left at its default) is attacked by a 
 The attacker runs in its own process so the measured latency is the server's, not our GIL's.
 Meanwhile this process logs in as a normal user every PROBE_EVERY s (clear text and implicit TLS
 in turn; USER/PASS against a yescrypt hash, STAT, RETR of a small message, QUIT) and asserts each
-probe takes < 1 s, and samples VmRSS/VmHWM of the daemon every 50 ms. The peak is asserted
+probe takes < 5 s (median < 0.5 s), and samples VmRSS/VmHWM of the daemon every 50 ms. The peak is asserted
 against a bound built from limits.h (see rss_bound) and printed with the per-idle-connection
 cost, as "hostile-load: ..." lines.
 
@@ -74,7 +74,13 @@ TLS_WAVES = (0.0, 5.0, 10.0)         # seconds into the attack
 HANDSHAKE_TIMEOUT = 3
 ATTACK_SECONDS = 14.0
 PROBE_EVERY = 1.0
-PROBE_LIMIT = 1.0                    # seconds for connect + login + STAT + RETR + QUIT
+# Probe latency (connect + login + STAT + RETR + QUIT). This is a starvation check, not a speed
+# test (that is `make bench`): a quiet machine gives a median of ~0.05 s (ASan ~0.08 s) and a
+# max of ~0.1 s (ASan ~0.5 s), but CI shares 2 cores with the attacker and once saw two probes
+# at 1.4-1.5 s. A server that lets the attack starve the loop or the hash queue shows up in the
+# median and as probes of seconds, so the median has a tight bound and each probe a loose one.
+PROBE_MEDIAN_LIMIT = 1.0 if SAN else 0.5
+PROBE_LIMIT = 5.0
 RAMP_INFLIGHT = 200                  # connections not yet greeted while ramping
 
 # Deadlines of the phases (all loops are bounded by these and by counts).
@@ -892,6 +898,8 @@ class HostileLoadTest(Pop3TestCase):
         self.assertEqual(d.log_lines("open files limit"), [])
         slow_probes = [(k, round(l, 3)) for k, l in latencies if l >= PROBE_LIMIT]
         self.assertEqual(slow_probes, [], "probes slower than %.1f s" % PROBE_LIMIT)
+        self.assertLess(lat[len(lat) // 2], PROBE_MEDIAN_LIMIT,
+                        "median probe latency: %r" % latencies)
 
         s = result["silent"]
         self.assertEqual((s["alive"], s["closed_early"]), (SILENT, 0), s)

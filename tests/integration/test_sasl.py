@@ -257,7 +257,7 @@ class SaslTest(ToolMixin, TlsCaseBase):
                 t0 = time.monotonic()
                 st = c.cmd("*")
                 self.assertTrue(st.startswith(b"-ERR"), st)
-                self.assertLess(time.monotonic() - t0, DELAY * 5)
+                self.assertLess(time.monotonic() - t0, DELAY + 2.0)   # not stuck; CI is noisy
         self.still_authorization(c)
 
     def test_bad_base64(self):
