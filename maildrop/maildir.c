@@ -55,13 +55,13 @@ fail(char *err, size_t errlen, enum md_status st, const char *what, const char *
 	return st;
 }
 
-/* Whether an errno from a path operation will recur until someone fixes the path. */
-static enum md_status
-status_of(int e)
+enum md_status
+maildrop_errno_status(int e)
 {
 	switch (e) {
 	case EACCES:
 	case EPERM:
+	case EROFS:
 	case ENOTDIR:
 	case ELOOP:
 	case ENAMETOOLONG:
@@ -242,19 +242,19 @@ ensure_maildir(const char *root, char *err, size_t errlen)
 			p[i] = '\0';
 			e = ensure_dir(p);
 			if (e != 0)
-				return fail(err, errlen, status_of(e), "mkdir", p, e);
+				return fail(err, errlen, maildrop_errno_status(e), "mkdir", p, e);
 			p[i] = '/';
 		}
 		e = ensure_dir(root);
 		if (e != 0)
-			return fail(err, errlen, status_of(e), "mkdir", root, e);
+			return fail(err, errlen, maildrop_errno_status(e), "mkdir", root, e);
 	}
 	for (i = 0; i < sizeof subs / sizeof subs[0]; i++) {
 		if (join(p, sizeof p, root, subs[i]) < 0)
 			return fail(err, errlen, MD_PERM, "maildrop path", root, ENAMETOOLONG);
 		e = ensure_dir(p);
 		if (e != 0)
-			return fail(err, errlen, status_of(e), "mkdir", p, e);
+			return fail(err, errlen, maildrop_errno_status(e), "mkdir", p, e);
 	}
 	return MD_OK;
 }
@@ -279,7 +279,7 @@ take_lock(const char *root, int *fdp, char *err, size_t errlen)
 		return fail(err, errlen, MD_PERM, "maildrop path", root, ENAMETOOLONG);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
-		return fail(err, errlen, status_of(errno), "open", path, errno);
+		return fail(err, errlen, maildrop_errno_status(errno), "open", path, errno);
 	memset(&fl, 0, sizeof fl);
 	fl.l_type = F_WRLCK;
 	fl.l_whence = SEEK_SET;
@@ -360,7 +360,7 @@ scan_dir(const char *root, const char *sub, struct scan *s, int sweep, char *err
 	if (fd < 0 && sweep && errno == ENOENT)
 		return MD_OK;   /* a sweep creates nothing: a missing folder holds no mail */
 	if (fd < 0)
-		return fail(err, errlen, status_of(errno), "open", path, errno);
+		return fail(err, errlen, maildrop_errno_status(errno), "open", path, errno);
 	d = fdopendir(fd);
 	if (d == NULL) {
 		st = fail(err, errlen, MD_TEMP, "opendir", path, errno);
@@ -731,7 +731,7 @@ open_md(const char *path, int sweep, struct maildrop **out, char *err, size_t er
 		if (stat(path, &rs) < 0) {
 			if (errno == ENOENT)
 				return open_absent(path, out, err, errlen);
-			return fail(err, errlen, status_of(errno), "stat", path, errno);
+			return fail(err, errlen, maildrop_errno_status(errno), "stat", path, errno);
 		}
 		if (!S_ISDIR(rs.st_mode))
 			return fail(err, errlen, MD_PERM, "maildrop", path, ENOTDIR);

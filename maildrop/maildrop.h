@@ -48,6 +48,7 @@ struct maildrop {
 
 	/* Download state (retention policies). */
 	int         state_ok;    /* the state file was absent or read without doubt */
+	int         state_unread;/* it exists but could not be read (I/O error): never replaced */
 	int64_t     last_login;  /* last successful login recorded, 0 when none */
 	int32_t     promise_days;/* set by the session before UPDATE: what a first download
 	                            records (0 delete, N keep days, -1 forever) */
@@ -61,6 +62,13 @@ enum md_status {
 	MD_TEMP,    /* temporary failure: I/O error, ENOMEM */
 	MD_PERM     /* permanent failure: path not usable (e.g. a file where a folder must be) */
 };
+
+/*
+ * MD_PERM when an errno from a file operation will recur until someone fixes
+ * the file system (permissions, a read-only mount, a file where a folder must
+ * be), else MD_TEMP. For the RFC 3206 [SYS/PERM] and [SYS/TEMP] codes.
+ */
+enum md_status maildrop_errno_status(int e);
 
 /*
  * Expand a maildrop template: %u the login, %n its local part (all of it when
@@ -94,11 +102,14 @@ enum md_status maildrop_open(const char *path, struct maildrop **out, char *err,
  * md->state_ok, md->last_login and msgs[i].has_record / first_download /
  * promised_days by UIDL. A missing file is state_ok = 1 with no records; a
  * file in doubt (too large, unknown version, any line that does not parse
- * strictly, unreadable) is state_ok = 0, no message has a record, and the
- * reason is in md->err. It is written only by maildrop_update,
- * maildrop_record_login and maildrop_sweep_remove, crash-safely, dropping
- * records of messages no longer listed; a file in doubt is never overwritten
- * but renamed aside to pop3d.state.bad-<unix> first (noted in md->err).
+ * strictly) or one that could not be read (open, stat or read failed) is
+ * state_ok = 0, no message has a record, and the reason is in md->err. It is
+ * written only by maildrop_update, maildrop_record_login and
+ * maildrop_sweep_remove, crash-safely, dropping records of messages no longer
+ * listed. A file in doubt is never overwritten but renamed aside to
+ * pop3d.state.bad-<unix> first (noted in md->err); a file that could not be
+ * read (md->state_unread) is not written at all in this open: an I/O error is
+ * no evidence against its content, which may hold the only copy of a promise.
  */
 
 /*
@@ -131,6 +142,7 @@ void maildrop_quit(struct maildrop *md);
 struct md_update_result {
 	size_t removed;   /* MSG_REMOVE files unlinked (or already gone) */
 	size_t failed;    /* MSG_REMOVE files that could not be removed */
+	size_t failed_perm; /* of those, how many for a reason that will recur (EACCES, EROFS) */
 	size_t seen;      /* MSG_RETR files moved to cur/ with the S flag */
 	int    state_failed; /* first downloads could not be recorded (md->err says why) */
 };

@@ -214,7 +214,8 @@ parse(struct sfile *f, size_t len, char *why, size_t whylen)
 
 /*
  * Load ROOT/pop3d.state. 1 when absent (f empty), 0 when read without doubt,
- * -1 when in doubt (reason in md->err; f empty).
+ * -1 when its content is in doubt, -2 when it could not be read (reason in
+ * md->err; f empty).
  */
 static int
 load(struct maildrop *md, struct sfile *f)
@@ -227,19 +228,23 @@ load(struct maildrop *md, struct sfile *f)
 
 	memset(f, 0, sizeof *f);
 	if (path_in(path, sizeof path, md->path, MD_STATE_FILE) < 0) {
-		note(md, "state in doubt:", md->path, ENAMETOOLONG);
-		return -1;
+		note(md, "state unreadable:", md->path, ENAMETOOLONG);
+		return -2;
 	}
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return 1;
-		note(md, "state in doubt: open", path, errno);
-		return -1;
+		if (errno == ELOOP) {   /* a symbolic link: not a file we wrote */
+			note(md, "state in doubt: open", path, errno);
+			return -1;
+		}
+		note(md, "state unreadable: open", path, errno);
+		return -2;
 	}
 	if (fstat(fd, &st) < 0) {
-		note(md, "state in doubt: stat", path, errno);
-		goto doubt;
+		note(md, "state unreadable: stat", path, errno);
+		goto unread;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size < 0 || (uint64_t)st.st_size > MD_STATE_FILE_MAX) {
 		errf(md, "state in doubt: %s is not a regular file of at most %u octets",
@@ -248,20 +253,20 @@ load(struct maildrop *md, struct sfile *f)
 	}
 	f->buf = malloc((size_t)st.st_size + 1);
 	if (f->buf == NULL) {
-		note(md, "state in doubt: reading", path, ENOMEM);
-		goto doubt;
+		note(md, "state unreadable: reading", path, ENOMEM);
+		goto unread;
 	}
 	while (got < (size_t)st.st_size) {
 		r = read(fd, f->buf + got, (size_t)st.st_size - got);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			note(md, "state in doubt: read", path, errno);
-			goto doubt;
+			note(md, "state unreadable: read", path, errno);
+			goto unread;
 		}
-		if (r == 0) {
-			errf(md, "state in doubt: %s shrank while read", path);
-			goto doubt;
+		if (r == 0) {   /* nobody writes it without our lock: a file system fault */
+			errf(md, "state unreadable: %s shrank while read", path);
+			goto unread;
 		}
 		got += (size_t)r;
 	}
@@ -277,6 +282,10 @@ doubt:
 		close(fd);
 	sfile_free(f);
 	return -1;
+unread:
+	close(fd);
+	sfile_free(f);
+	return -2;
 }
 
 static const struct srec *
@@ -307,6 +316,7 @@ md_state_read(struct maildrop *md)
 	md->last_login = 0;
 	rc = load(md, &f);
 	md->state_ok = rc >= 0;
+	md->state_unread = rc == -2;
 	if (rc < 0)
 		return -1;
 	md->last_login = f.last_login;
@@ -461,6 +471,11 @@ md_state_write(struct maildrop *md)
 	size_t i;
 	int k;
 
+	if (md->state_unread) {
+		errf(md, "state not written: %s/%s could not be read when the maildrop was opened, "
+		    "and may hold promises", md->path, MD_STATE_FILE);
+		return -1;
+	}
 	if (afile_open(&w, md->path, MD_STATE_FILE) != 0) {
 		note(md, "writing state", w.tmp, errno);
 		return -1;

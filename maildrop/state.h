@@ -35,8 +35,9 @@
  * md->last_login and every msgs[i].has_record / first_download /
  * promised_days by UIDL. A missing file: state_ok = 1, no records. A file in
  * doubt (or one that cannot be read): state_ok = 0, no message has a record,
- * last_login = 0, and the reason is written into md->err. Returns 0 when
- * state_ok, -1 otherwise.
+ * last_login = 0, and the reason is written into md->err; when the cause was
+ * an I/O error (open, stat, read, memory) rather than the content,
+ * md->state_unread is set too. Returns 0 when state_ok, -1 otherwise.
  */
 int md_state_read(struct maildrop *md);
 
@@ -47,7 +48,8 @@ int md_state_read(struct maildrop *md);
  * UIDLs are carried over from the file). Crash-safe: ROOT/tmp/pop3d.state.
  * PID.RANDOM is written, fsynced, renamed over, and ROOT is fsynced. When
  * md->state_ok is 0 the old file is first renamed to pop3d.state.bad-<unix>
- * (noted in md->err); if that fails nothing is written. Call with the lock
+ * (noted in md->err); if that fails nothing is written. When
+ * md->state_unread is set, nothing is written or renamed (-1). Call with the lock
  * held. Returns 0 (and sets md->state_ok), or -1 with a reason in md->err;
  * the old file is then unchanged.
  */

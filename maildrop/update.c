@@ -49,9 +49,9 @@ refind(struct maildrop *md, size_t i)
 	return -1;
 }
 
-/* 1 removed (or already gone), 0 kept. */
+/* 1 removed (or already gone), 0 kept; a cause that will recur counts in r->failed_perm. */
 static int
-remove_msg(struct maildrop *md, size_t i)
+remove_msg(struct maildrop *md, size_t i, struct md_update_result *r)
 {
 	char path[PATH_MAX];
 	int tries;
@@ -64,6 +64,8 @@ remove_msg(struct maildrop *md, size_t i)
 		if (unlink(path) == 0)
 			return 1;
 		if (errno != ENOENT) {
+			if (maildrop_errno_status(errno) == MD_PERM)
+				r->failed_perm++;
 			note(md, "unlink", md->msgs[i].file, errno);
 			return 0;
 		}
@@ -258,7 +260,7 @@ update_state(struct maildrop *md)
 int
 maildrop_update(struct maildrop *md, struct md_update_result *res)
 {
-	struct md_update_result r = { 0, 0, 0, 0 };
+	struct md_update_result r = { 0, 0, 0, 0, 0 };
 	size_t i;
 	int state_ok;
 
@@ -273,7 +275,7 @@ maildrop_update(struct maildrop *md, struct md_update_result *res)
 
 		if (fl & MSG_REMOVE) {
 			/* Without the state written, only what the client asked for goes. */
-			if ((!state_ok && !(fl & MSG_DELE)) || !remove_msg(md, i)) {
+			if ((!state_ok && !(fl & MSG_DELE)) || !remove_msg(md, i, &r)) {
 				r.failed++;
 				md->msgs[i].flags &= ~MSG_REMOVE;   /* afterwards: exactly what went */
 			} else {
@@ -312,7 +314,7 @@ maildrop_record_login(struct maildrop *md, int64_t now)
 int
 maildrop_sweep_remove(struct maildrop *md, struct md_update_result *res)
 {
-	struct md_update_result r = { 0, 0, 0, 0 };
+	struct md_update_result r = { 0, 0, 0, 0, 0 };
 	size_t i, marked = 0, dropped = 0;
 	int rc = 0;
 
@@ -333,7 +335,7 @@ maildrop_sweep_remove(struct maildrop *md, struct md_update_result *res)
 	for (i = 0; i < md->n; i++) {
 		if (!(md->msgs[i].flags & MSG_REMOVE))
 			continue;
-		if (remove_msg(md, i)) {
+		if (remove_msg(md, i, &r)) {
 			r.removed++;
 			if (md->msgs[i].has_record) {
 				md->msgs[i].has_record = 0;

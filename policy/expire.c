@@ -260,8 +260,13 @@ sweep_user(const struct config *cfg, const struct rules *rules, const struct use
 		return -1;
 	}
 	t->users++;
-	if (md->err[0] != '\0')
+	if (md->state_unread) {
+		/* Not this sweep's fault, but its job is not done: the caller must hear of it. */
+		report_user_event(o, LOG_ERR, "failed", u->name, md->err);
+		rc = -1;
+	} else if (md->err[0] != '\0') {
 		report_user_event(o, md->state_ok ? LOG_WARN : LOG_ERR, "note", u->name, md->err);
+	}
 	md->err[0] = '\0';
 	s.messages = md->n;
 	causes = calloc(md->n ? md->n : 1, sizeof *causes);

@@ -284,7 +284,9 @@ msgopen_done(uv_work_t *req, int status)
 		if (w->fd == -ENOENT)
 			session_replyf(s, "-ERR message %zu is no longer in the maildrop", j->msg + 1);
 		else
-			session_replyf(s, "-ERR [SYS/TEMP] cannot read message %zu", j->msg + 1);
+			session_replyf(s, "-ERR [SYS/%s] cannot read message %zu",
+			               maildrop_errno_status(-w->fd) == MD_PERM ? "PERM" : "TEMP",
+			               j->msg + 1);
 		pop3_count_bad(s);
 		session_resume(s);
 		goto out;
@@ -501,8 +503,9 @@ update_done(uv_work_t *req, int status)
 		if (w->rc == 0)
 			session_replyf(s, "+OK bye, %zu message%s removed", w->res.removed,
 			               w->res.removed == 1 ? "" : "s");
-		else if (w->rc > 0 && w->res.failed > 0)
-			session_replyf(s, "-ERR [SYS/TEMP] %zu message%s could not be removed",
+		else if (w->rc > 0 && w->res.failed > 0)   /* PERM: no retry will help (EACCES) */
+			session_replyf(s, "-ERR [SYS/%s] %zu message%s could not be removed",
+			               w->res.failed_perm == w->res.failed ? "PERM" : "TEMP",
 			               w->res.failed, w->res.failed == 1 ? "" : "s");
 		else if (w->rc > 0)   /* the promise of a first download was not recorded */
 			session_replyf(s, "-ERR [SYS/TEMP] download state could not be recorded; "

@@ -946,7 +946,7 @@ test_update_refuses_without_quit(void **state)
 {
 	struct fx *f = *state;
 	struct maildrop *md;
-	struct md_update_result res = { 9, 9, 9, 9 };
+	struct md_update_result res = { 9, 9, 9, 9, 9 };
 
 	mkmaildir(f);
 	puts_(f, "new/A", "a\n", 100);

@@ -690,6 +690,64 @@ test_update_doubt_set_aside(void **state)
 	assert_int_equal(count_prefix(f, ".", "pop3d.state.bad-"), 1);
 }
 
+/*
+ * A state file that exists but could not be read (EIO, EACCES: what
+ * md_state_read sets as state_unread; the errno itself is injected by
+ * tests/integration/test_faults.py) is not evidence against its content: it
+ * is neither set aside nor replaced, so UPDATE removes only what the client
+ * deleted and records nothing, and a login time is not written either. A
+ * symbolic link in its place is a file we did not write: doubt, set aside.
+ */
+static void
+test_unreadable_state_untouched(void **state)
+{
+	struct fx *f = *state;
+	struct maildrop *md;
+	struct md_update_result res;
+	char target[PATH_MAX], link[PATH_MAX];
+	static const char healthy[] = "pop3d-state 1\nlast_login 3\nC 1699000000 30\n";
+
+	puts_(f, "new/A", "a\n", T0 - 9 * DAY);
+	puts_(f, "new/B", "b\n", T0 - 8 * DAY);
+	puts_(f, "new/C", "c\n", T0 - 7 * DAY);
+	puts_(f, "pop3d.state", healthy, 0);
+
+	md = open_ok(f);
+	assert_int_equal(md->state_ok, 1);
+	assert_int_equal(md->state_unread, 0);
+	md->state_ok = 0;           /* as md_state_read leaves it after a read error */
+	md->state_unread = 1;
+	by_uidl(md, "A")->flags |= MSG_DELE | MSG_REMOVE;
+	by_uidl(md, "B")->flags |= MSG_RETR | MSG_REMOVE;
+	md->now = T0;
+	md->promise_days = 0;
+	assert_int_equal(maildrop_record_login(md, T0), -1);
+	assert_non_null(strstr(md->err, "could not be read"));
+	maildrop_quit(md);
+	assert_int_equal(maildrop_update(md, &res), 1);
+	assert_int_equal(res.state_failed, 1);
+	assert_int_equal(res.removed, 1);
+	assert_int_equal(res.failed, 1);
+	maildrop_close(md);
+	assert_false(exists(f, "new/A"));
+	assert_true(exists(f, "new/B"));               /* the policy removal is refused: kept */
+	assert_true(exists(f, "new/C"));
+	state_is(f, healthy);
+	assert_int_equal(count_prefix(f, ".", "pop3d.state.bad-"), 0);
+
+	pathf(target, sizeof target, f, "elsewhere");
+	pathf(link, sizeof link, f, "pop3d.state");
+	assert_int_equal(rename(link, target), 0);
+	assert_int_equal(symlink(target, link), 0);
+	md = open_ok(f);
+	assert_int_equal(md->state_ok, 0);
+	assert_int_equal(md->state_unread, 0);
+	assert_int_equal(maildrop_record_login(md, T0), 0);
+	maildrop_close(md);
+	assert_int_equal(count_prefix(f, ".", "pop3d.state.bad-"), 1);
+	state_is(f, "pop3d-state 1\nlast_login 1700000000\n");
+}
+
 static void
 test_sweep_remove(void **state)
 {
@@ -848,6 +906,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_update_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update_state_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update_doubt_set_aside, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unreadable_state_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_login_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_while_writing, setup, teardown),
