@@ -40,6 +40,7 @@ LIB_SRCS += server/pop3.c
 LIB_SRCS += server/pop3_auth.c
 LIB_SRCS += server/pop3_trans.c
 LIB_SRCS += server/listen.c
+LIB_SRCS += server/worker.c
 LIB_SRCS += server/proxy.c
 LIB_SRCS += server/privdrop.c
 LIB_SRCS += server/sdnotify.c

@@ -683,7 +683,7 @@ static void users_free(struct users *u)
 
 struct users *users_ref(struct users *u)
 {
-	u->refs++;
+	atomic_fetch_add_explicit(&u->refs, 1, memory_order_relaxed);
 	return u;
 }
 
@@ -691,7 +691,7 @@ void users_unref(struct users *u)
 {
 	if (u == NULL)
 		return;
-	if (--u->refs == 0)
+	if (atomic_fetch_sub_explicit(&u->refs, 1, memory_order_acq_rel) == 1)
 		users_free(u);
 }
 
@@ -1230,8 +1230,9 @@ fail:
 
 struct auth_req {
 	uv_work_t          work;      /* must stay valid until after_check */
-	uv_loop_t         *loop;
-	struct auth_req   *next;      /* in users->wait_head..wait_tail while waiting */
+	struct auth_queue *q;
+	struct auth_req   *next;      /* in q->wait_head..wait_tail while waiting */
+	struct ipkey       who;       /* len 0: no client */
 	int                queued;    /* handed to the thread pool */
 	struct users      *users;     /* reference held until the request is freed */
 	const struct user *user;      /* NULL when unknown; immutable while users is held */
@@ -1363,56 +1364,121 @@ static void req_free(struct auth_req *r)
 /* Loop thread, once per request, also after uv_cancel (status UV_ECANCELED). */
 static void after_check(uv_work_t *w, int status);
 
+void auth_queue_init(struct auth_queue *q, uv_loop_t *loop, unsigned limit)
+{
+	memset(q, 0, sizeof *q);
+	q->loop = loop;
+	q->limit = limit < 1 ? 1 : limit > AUTH_HASH_CONCURRENCY ? AUTH_HASH_CONCURRENCY : limit;
+}
+
+static int same_key(const struct ipkey *a, const struct ipkey *b)
+{
+	return a->len == b->len && memcmp(a->addr, b->addr, a->len) == 0;
+}
+
+/* 1 when a check of who's is on the pool now (a request without a client: never). */
+static int client_running(const struct auth_queue *q, const struct ipkey *who)
+{
+	unsigned i;
+
+	if (who->len == 0)
+		return 0;
+	for (i = 0; i < q->hashing; i++)
+		if (same_key(&q->running[i], who))
+			return 1;
+	return 0;
+}
+
 /* Hand r to the thread pool. 0, or -1 when libuv refused it. */
 static int start_check(struct auth_req *r)
 {
-	r->users->hashing++;
+	struct auth_queue *q = r->q;
+
+	q->running[q->hashing++] = r->who;
 	r->queued = 1;
-	if (uv_queue_work(r->loop, &r->work, work_check, after_check) != 0) {
-		r->users->hashing--;
+	if (uv_queue_work(q->loop, &r->work, work_check, after_check) != 0) {
+		q->hashing--;
 		r->queued = 0;
 		return -1;
 	}
 	return 0;
 }
 
-/* A hash finished: let waiting checks take free turns (cancelled ones just go). */
-static void start_waiting(struct users *u)
+/* A check left the pool: forget its client in running[] (order does not matter). */
+static void check_done(struct auth_queue *q, const struct ipkey *who)
 {
-	while (u->hashing < AUTH_HASH_CONCURRENCY && u->wait_head != NULL) {
-		struct auth_req *q = u->wait_head;
+	unsigned i;
+
+	for (i = 0; i < q->hashing; i++)
+		if (same_key(&q->running[i], who)) {
+			q->running[i] = q->running[q->hashing - 1];
+			break;
+		}
+	q->hashing--;
+}
+
+/*
+ * The next waiter to get a turn: the first whose client has nothing running,
+ * else the head. The scan is bounded by the sessions of this loop and runs
+ * once per finished hash. Unlinks it from the line.
+ */
+static struct auth_req *next_waiter(struct auth_queue *q)
+{
+	struct auth_req *prev = NULL, *r;
+
+	for (r = q->wait_head; r != NULL; prev = r, r = r->next)
+		if (!client_running(q, &r->who))
+			break;
+	if (r == NULL) {
+		prev = NULL;
+		r = q->wait_head;
+	}
+	if (prev != NULL)
+		prev->next = r->next;
+	else
+		q->wait_head = r->next;
+	if (q->wait_tail == r)
+		q->wait_tail = prev;
+	r->next = NULL;
+	q->waiting--;
+	return r;
+}
+
+/* A hash finished: let waiting checks take free turns (cancelled ones just go). */
+static void start_waiting(struct auth_queue *q)
+{
+	while (q->hashing < q->limit && q->wait_head != NULL) {
+		struct auth_req *r = next_waiter(q);
 		auth_cb cb;
 
-		u->wait_head = q->next;
-		if (u->wait_head == NULL)
-			u->wait_tail = NULL;
-		q->next = NULL;
-		if (q->cb != NULL && start_check(q) == 0)
+		if (r->cb != NULL && start_check(r) == 0)
 			continue;
-		cb = q->cb;
-		q->cb = NULL;
+		cb = r->cb;
+		r->cb = NULL;
 		if (cb != NULL)
-			cb(q->arg, AUTH_ERROR);
-		req_free(q);
+			cb(r->arg, AUTH_ERROR);
+		req_free(r);
 	}
 }
 
 static void after_check(uv_work_t *w, int status)
 {
 	struct auth_req *r = w->data;
+	struct auth_queue *q = r->q;
 	auth_cb cb = r->cb;
 
-	r->users->hashing--;
+	check_done(q, &r->who);
 	if (cb != NULL) {
 		r->cb = NULL;
 		cb(r->arg, status == 0 ? r->result : AUTH_ERROR);
 	}
-	start_waiting(r->users);   /* r still holds a reference to the users */
+	start_waiting(q);
 	req_free(r);
 }
 
-struct auth_req *auth_check(uv_loop_t *loop, struct users *u, const char *name, size_t nlen,
-                            const char *pass, size_t plen, auth_cb cb, void *arg)
+struct auth_req *auth_check(struct auth_queue *q, const struct ipkey *who, struct users *u,
+                            const char *name, size_t nlen, const char *pass, size_t plen,
+                            auth_cb cb, void *arg)
 {
 	struct auth_req *r;
 
@@ -1434,14 +1500,17 @@ struct auth_req *auth_check(uv_loop_t *loop, struct users *u, const char *name, 
 	r->user = users_find(u, name, nlen);
 	r->cb = cb;
 	r->arg = arg;
-	r->loop = loop;
+	r->q = q;
+	if (who != NULL)
+		r->who = *who;
 	r->work.data = r;
-	if (u->hashing >= AUTH_HASH_CONCURRENCY) {   /* wait for a turn, in order */
-		if (u->wait_tail != NULL)
-			u->wait_tail->next = r;
+	if (q->hashing >= q->limit) {   /* wait for a turn */
+		if (q->wait_tail != NULL)
+			q->wait_tail->next = r;
 		else
-			u->wait_head = r;
-		u->wait_tail = r;
+			q->wait_head = r;
+		q->wait_tail = r;
+		q->waiting++;
 		return r;
 	}
 	if (start_check(r) != 0) {

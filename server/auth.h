@@ -5,10 +5,13 @@
 #ifndef POP3D_AUTH_H
 #define POP3D_AUTH_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 #include "server/diag.h"
+#include "server/ipcount.h"
+#include "server/limits.h"
 
 enum pw_scheme {
 	PW_CRYPT,   /* crypt(3) string: $y$ $6$ $5$ $2b$ $2y$ ..., prefix stripped */
@@ -64,7 +67,7 @@ struct users {
 	struct user *v;          /* sorted by name (byte order) for lookup */
 	size_t       n;
 	char        *path;
-	unsigned     refs;       /* users_ref/users_unref; starts at 1 */
+	atomic_uint  refs;       /* users_ref/users_unref, from any worker; starts at 1 */
 	size_t       nscram;     /* users with a {SCRAM-SHA-256} secret */
 	uint32_t     scram_iter; /* their most common iteration count, else SCRAM_ITER_DEFAULT:
 	                            given to {PLAIN} and unknown users (see users_scram) */
@@ -72,9 +75,6 @@ struct users {
 	enum pw_scheme dummy_scheme;  /* what checking an unknown name costs: the most
 	                                 common kind of user in the file */
 	const char    *dummy_setting; /* PW_CRYPT: a real user's setting (same cost) */
-	/* Loop thread only: checks hashing now, and those waiting for a turn. */
-	unsigned        hashing;
-	struct auth_req *wait_head, *wait_tail;
 };
 
 /*
@@ -167,14 +167,35 @@ typedef void (*auth_cb)(void *arg, enum auth_result r);
 struct auth_req;
 
 /*
- * Start checking name/password on the thread pool. The request copies what it
- * needs (and wipes its copy of the password); the caller may wipe its own
- * buffers at once. An unknown user is checked against a dummy hash so both
- * failures cost the same time. cb runs on the loop thread exactly once unless
- * auth_cancel is called first. Returns NULL on ENOMEM.
+ * The password checks of one event loop: at most `limit` hash on the thread
+ * pool at once (each yescrypt check takes 16 MiB), the rest wait in line. A
+ * free turn goes to the first waiter whose client (its backoff key: an IPv4
+ * address or an IPv6 /64) has no check running, else to the first waiter, so
+ * one address flooding logins delays another address's login by at most one
+ * hash time per turn rather than by its whole backlog. Loop thread only.
  */
-struct auth_req *auth_check(uv_loop_t *loop, struct users *u, const char *name, size_t nlen,
-                            const char *pass, size_t plen, auth_cb cb, void *arg);
+struct auth_queue {
+	uv_loop_t       *loop;
+	unsigned         limit;              /* 1..AUTH_HASH_CONCURRENCY */
+	unsigned         hashing;            /* checks on the pool now */
+	struct ipkey     running[AUTH_HASH_CONCURRENCY];  /* their clients */
+	struct auth_req *wait_head, *wait_tail;
+	size_t           waiting;
+};
+
+void auth_queue_init(struct auth_queue *q, uv_loop_t *loop, unsigned limit);
+
+/*
+ * Start checking name/password on the thread pool, in q's line, for the
+ * client who (NULL: no client, it then never gets a turn ahead of others).
+ * The request copies what it needs (and wipes its copy of the password); the
+ * caller may wipe its own buffers at once. An unknown user is checked against
+ * a dummy hash so both failures cost the same time. cb runs on the loop thread
+ * exactly once unless auth_cancel is called first. Returns NULL on ENOMEM.
+ */
+struct auth_req *auth_check(struct auth_queue *q, const struct ipkey *who, struct users *u,
+                            const char *name, size_t nlen, const char *pass, size_t plen,
+                            auth_cb cb, void *arg);
 
 /*
  * Decide at once, on the caller's thread, when no hashing is involved: the

@@ -1189,6 +1189,8 @@ static const struct field process_fields[] = {
 	  .off = AT(struct config, process.allow_root) },
 	{ .name = "shutdown_grace", .type = F_UINT, .min = 0, .max = 3600,
 	  .def = SHUTDOWN_GRACE_DEFAULT, .off = AT(struct config, process.shutdown_grace) },
+	{ .name = "workers", .type = F_UINT, .min = 0, .max = WORKERS_MAX, .def = 0,
+	  .off = AT(struct config, process.workers) },
 };
 static const struct group process_group = {
 	process_fields, NFIELDS(process_fields), NULL, check_process

@@ -104,6 +104,8 @@ struct process_cfg {
 	int       allow_root;      /* process.allow_root: serve sessions as root (default false) */
 	uint32_t  shutdown_grace;  /* process.shutdown_grace: seconds sessions may finish after
 	                              SIGTERM before they are closed; 0..3600, default 10 */
+	uint32_t  workers;         /* process.workers: event loops (threads) serving sessions;
+	                              0 (default) = one per CPU core; 1..WORKERS_MAX */
 };
 
 struct backoff_cfg {

@@ -85,13 +85,13 @@ fail:
 struct conf_set *
 conf_set_ref(struct conf_set *cs)
 {
-	cs->refs++;
+	atomic_fetch_add_explicit(&cs->refs, 1, memory_order_relaxed);
 	return cs;
 }
 
 void
 conf_set_unref(struct conf_set *cs)
 {
-	if (cs != NULL && --cs->refs == 0)
+	if (cs != NULL && atomic_fetch_sub_explicit(&cs->refs, 1, memory_order_acq_rel) == 1)
 		conf_set_free(cs);
 }

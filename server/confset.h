@@ -7,6 +7,8 @@
 #ifndef POP3D_CONFSET_H
 #define POP3D_CONFSET_H
 
+#include <stdatomic.h>
+
 #include "policy/rules.h"
 #include "server/diag.h"
 
@@ -20,7 +22,7 @@ struct conf_set {
 	struct tls_ctx     *tls;      /* NULL without a tls group */
 	struct rules       *rules;
 	struct capa_summary capa;     /* EXPIRE / LOGIN-DELAY shown before login */
-	unsigned            refs;
+	atomic_uint         refs;     /* taken and dropped by every worker's sessions */
 };
 
 /*

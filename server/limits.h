@@ -49,6 +49,9 @@
 /* Delay before every failed authentication reply, in ms (auth.failure_delay). */
 #define AUTH_FAILURE_DELAY_DEFAULT_MS  2000
 
+/* process.workers at most: event loops beyond the cores only add switching. */
+#define WORKERS_MAX 64
+
 /* Password hashes computed at once; further checks wait in line. A yescrypt
  * check takes 16 MiB: without a cap, a flood of bogus logins on the 16-thread
  * pool would cost 256 MiB and starve the maildrop work sharing that pool. */

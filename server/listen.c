@@ -2,6 +2,8 @@
  * listen: binds the configured addresses and accepts connections. Owns the
  * listening handles only; every accepted socket belongs to a session at once.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +127,54 @@ listen_open_all(struct daemon *d)
 	free(p.taken);
 	sdn_listen_free(p.fds, p.names);
 	return rc;
+}
+
+int
+listen_clone_all(const struct daemon *from, struct daemon *to)
+{
+	size_t i;
+
+	to->listeners = calloc(from->nlisteners ? from->nlisteners : 1, sizeof *to->listeners);
+	if (to->listeners == NULL) {
+		log_msg(LOG_ERR, "listen: out of memory");
+		return -1;
+	}
+	to->nlisteners = from->nlisteners;
+	for (i = 0; i < from->nlisteners; i++) {
+		const struct listener *f = &from->listeners[i];
+		struct listener *l = &to->listeners[i];
+		uv_os_fd_t fd;
+		int r, nfd = -1;
+
+		l->d = to;
+		l->index = f->index;
+		memcpy(l->name, f->name, sizeof l->name);
+		r = uv_fileno((const uv_handle_t *)&f->tcp, &fd);
+		if (r == 0) {
+			nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+			r = nfd < 0 ? uv_translate_sys_error(errno) : 0;
+		}
+		if (r == 0)
+			r = uv_tcp_init(to->loop, &l->tcp);
+		if (r != 0) {
+			if (nfd >= 0)
+				close(nfd);
+			log_msg(LOG_ERR, "listen %s (worker %u): %s", l->name, to->index, uv_strerror(r));
+			return -1;
+		}
+		l->tcp.data = l;
+		l->open = 1;
+		r = uv_tcp_open(&l->tcp, nfd);
+		if (r != 0)
+			close(nfd);   /* not adopted by the handle */
+		else
+			r = uv_listen((uv_stream_t *)&l->tcp, LISTEN_BACKLOG, on_connection);
+		if (r != 0) {
+			log_msg(LOG_ERR, "listen %s (worker %u): %s", l->name, to->index, uv_strerror(r));
+			return -1;
+		}
+	}
+	return 0;
 }
 
 void

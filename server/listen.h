@@ -24,6 +24,15 @@ struct listener {
  */
 int listen_open_all(struct daemon *d);
 
+/*
+ * Give worker `to` its own handles on the sockets `from` listens on (each a
+ * duplicate descriptor in to's loop): connections then go to whichever loop
+ * accepts first, so a busy loop leaves them to an idle one. Call before to's
+ * loop runs. Returns 0, or -1 after logging (handles made so far are closed by
+ * listen_close_all(to)).
+ */
+int listen_clone_all(const struct daemon *from, struct daemon *to);
+
 /* Stop accepting: close every listener (their close callbacks free nothing). */
 void listen_close_all(struct daemon *d);
 

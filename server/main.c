@@ -1,7 +1,8 @@
 /*
  * main: the startup order and nothing else: arguments, configuration, users,
- * listeners, then the event loop with its signals (SIGHUP reload, SIGUSR1
- * counters, SIGTERM/SIGINT orderly stop). Never handles a client byte.
+ * listeners, the worker loops, then the main event loop with its signals
+ * (SIGHUP reload, SIGUSR1 counters, SIGTERM/SIGINT orderly stop), which it
+ * passes on to the workers. Never handles a client byte.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -124,6 +125,9 @@ check_config(const char *path)
 	printf("  maildrop  %s\n", cfg->maildrop_path);
 	printf("  limits    idle_timeout=%us max_connections=%u max_connections_per_ip=%u\n",
 	       cfg->idle_timeout, cfg->max_connections, cfg->max_connections_per_ip);
+	printf("  process   workers=%u%s\n",
+	       cfg->process.workers ? cfg->process.workers : workers_default(),
+	       cfg->process.workers ? "" : " (one per CPU core)");
 	if (cs->tls != NULL)
 		tls_ctx_describe(cs->tls, stdout);
 	rules_print(cs->rules, cs->users, stdout);
@@ -296,13 +300,16 @@ on_reload(uv_signal_t *sig, int signum)
 		sdn_ready();
 		return;
 	}
+	if (cs->cfg->process.workers != d->cur->cfg->process.workers)
+		log_msg(LOG_WARN, "process.workers changed: it takes effect at the next restart");
 	conf_set_unref(d->cur);
 	d->cur = cs;
 	log_open(&cs->cfg->log);
 	d->stats.reloads++;
+	workers_post(d, DMSG_RELOAD, cs, 0);
 	expire_timer_start(d);
 	log_msg(LOG_INFO, "reloaded users=%zu sessions=%zu (running sessions keep their settings)",
-	        cs->users->n, d->nsessions);
+	        cs->users->n, atomic_load(&d->sh->nsessions));
 	sdn_ready();
 }
 
@@ -311,13 +318,15 @@ static void
 on_counters(uv_signal_t *sig, int signum)
 {
 	struct daemon *d = sig->data;
-	const struct counters *c = &d->stats;
+	struct counters sum, *c = &sum;
 
 	(void)signum;
+	workers_counters(d, &sum);
 	log_msg(LOG_INFO, "counters connections=%llu refused=%llu sessions_open=%zu logins=%llu "
 	        "login_failures=%llu retr=%llu retr_bytes=%llu deleted=%llu deleted_dele=%llu "
 	        "deleted_download=%llu deleted_expire=%llu reloads=%llu",
-	        (unsigned long long)c->connections, (unsigned long long)c->refused, d->nsessions,
+	        (unsigned long long)c->connections, (unsigned long long)c->refused,
+	        atomic_load(&d->sh->nsessions),
 	        (unsigned long long)c->logins, (unsigned long long)c->login_failures,
 	        (unsigned long long)c->retr_msgs, (unsigned long long)c->retr_bytes,
 	        (unsigned long long)c->deleted, (unsigned long long)c->deleted_dele,
@@ -325,19 +334,11 @@ on_counters(uv_signal_t *sig, int signum)
 	        (unsigned long long)c->reloads);
 }
 
-static void
-on_grace_over(uv_timer_t *t)
-{
-	struct daemon *d = t->data;
-
-	log_msg(LOG_INFO, "shutdown grace period over: closing %zu sessions", d->nsessions);
-	session_close_all(d, "shutdown");
-}
-
 /*
  * SIGTERM/SIGINT: stop accepting, let sessions finish for process.shutdown_grace
- * seconds, then close the rest without UPDATE (one already in UPDATE finishes).
- * The loop ends when the last handle is closed.
+ * seconds, then close the rest without UPDATE (one already in UPDATE finishes);
+ * every worker does the same. The main loop ends when its last handle is
+ * closed, and worker_done is one until every worker has ended.
  */
 static void
 on_stop(uv_signal_t *sig, int signum)
@@ -347,22 +348,19 @@ on_stop(uv_signal_t *sig, int signum)
 
 	if (d->stopping) {   /* a second signal: do not wait any longer */
 		session_close_all(d, "shutdown");
+		workers_post(d, DMSG_CLOSE_ALL, NULL, 0);
 		return;
 	}
-	d->stopping = 1;
 	sdn_stopping();
-	log_msg(LOG_INFO, "shutting down on %s sessions=%zu grace=%us",
-	        signum == SIGTERM ? "SIGTERM" : "SIGINT", d->nsessions, grace);
-	listen_close_all(d);
 	uv_close((uv_handle_t *)&d->expire_timer, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
 	uv_close((uv_handle_t *)&d->sig_usr1, NULL);
-	if (grace == 0 || d->nsessions == 0) {
-		session_close_all(d, "shutdown");
-	} else {
-		uv_timer_start(&d->grace_timer, on_grace_over, (uint64_t)grace * 1000, 0);
-		uv_unref((uv_handle_t *)&d->grace_timer);   /* the loop may end before it fires */
-	}
+	workers_post(d, DMSG_STOP, NULL, grace);
+	listen_close_all(d);
+	workers_wait_stopped(d, 1000);   /* then nobody accepts: the port refuses */
+	log_msg(LOG_INFO, "shutting down on %s sessions=%zu grace=%us",
+	        signum == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&d->sh->nsessions), grace);
+	daemon_stop(d, grace);
 	uv_unref((uv_handle_t *)&d->sig_term);
 	uv_unref((uv_handle_t *)&d->sig_int);
 }
@@ -411,10 +409,14 @@ static int
 run(const char *path)
 {
 	struct daemon d;
+	struct shared sh;
 	char perr[256];
+	unsigned nworkers;
 	int rc = 1;
 
 	memset(&d, 0, sizeof d);
+	memset(&sh, 0, sizeof sh);
+	d.sh = &sh;
 	d.config_path = path;
 	d.cur = load_report(path, 1, 0);
 	if (d.cur == NULL) {
@@ -430,10 +432,13 @@ run(const char *path)
 	d.loop = uv_default_loop();
 	d.loop->data = &d;
 	hostname_init(&d);
-	if (ipcount_init(&d.per_ip, d.cur->cfg->max_connections / 4) != 0) {
+	if (uv_mutex_init(&sh.stop_lock) != 0 || uv_cond_init(&sh.stop_cond) != 0 ||
+	    uv_mutex_init(&sh.ip_lock) != 0 ||
+	    ipcount_init(&sh.per_ip, d.cur->cfg->max_connections / 4) != 0) {
 		log_msg(LOG_ERR, "out of memory");
 		goto out;
 	}
+	auth_queue_init(&d.hashq, d.loop, AUTH_HASH_CONCURRENCY);
 	uv_signal_init(d.loop, &d.sig_term);
 	uv_signal_init(d.loop, &d.sig_int);
 	uv_signal_init(d.loop, &d.sig_hup);
@@ -455,11 +460,16 @@ run(const char *path)
 		on_stop(&d.sig_term, SIGTERM);
 		goto drain;
 	}
+	nworkers = d.cur->cfg->process.workers ? d.cur->cfg->process.workers : workers_default();
+	if (workers_start(&d, nworkers) != 0) {
+		on_stop(&d.sig_term, SIGTERM);
+		goto drain;
+	}
 	uv_signal_start(&d.sig_hup, on_reload, SIGHUP);
 	uv_signal_start(&d.sig_usr1, on_counters, SIGUSR1);
 	expire_timer_start(&d);
-	log_msg(LOG_INFO, "ready version=%s users=%zu listeners=%zu", POP3D_VERSION,
-	        d.cur->users->n, d.nlisteners);
+	log_msg(LOG_INFO, "ready version=%s users=%zu listeners=%zu workers=%zu", POP3D_VERSION,
+	        d.cur->users->n, d.nlisteners, d.nworkers + 1);
 	sdn_ready();
 	rc = 0;
 drain:
@@ -477,6 +487,7 @@ drain:
 	if (!uv_is_closing((uv_handle_t *)&d.expire_timer))
 		uv_close((uv_handle_t *)&d.expire_timer, NULL);
 	uv_run(d.loop, UV_RUN_DEFAULT);
+	workers_join(&d);   /* worker_done closed: every worker has ended */
 	if (rc == 0)
 		on_counters(&d.sig_usr1, SIGUSR1);
 	log_msg(LOG_INFO, "stopped");
@@ -489,7 +500,12 @@ out:
 		}
 	}
 	free(d.listeners);
-	ipcount_free(&d.per_ip);
+	if (sh.per_ip.bucket != NULL) {
+		ipcount_free(&sh.per_ip);
+		uv_mutex_destroy(&sh.ip_lock);
+		uv_cond_destroy(&sh.stop_cond);
+		uv_mutex_destroy(&sh.stop_lock);
+	}
 	conf_set_unref(d.cur);
 	log_close();
 	return rc;

@@ -246,7 +246,7 @@ backoff_extra(struct session *s, uint64_t now)
 		return 0;
 	ipkey_for_backoff(&s->peer_key, &k);
 	return backoff_delay_ms(b->base_ms, b->max_ms,
-	                        ipcount_fail(&s->d->per_ip, &k, now, (uint64_t)b->forget * 1000));
+	                        daemon_ip_fail(s->d, &k, now, (uint64_t)b->forget * 1000));
 }
 
 /* The end of every failed login, after the delay: one reply for all causes. */
@@ -444,12 +444,14 @@ static void
 check_password(struct session *s, const char *pass, size_t plen)
 {
 	enum auth_result r;
+	struct ipkey who;
 
 	if (auth_check_inline(s->users, s->user, s->user_len, pass, plen, &r)) {
 		on_auth_done(s, r);
 		return;
 	}
-	s->auth = auth_check(s->d->loop, s->users, s->user, s->user_len, pass, plen,
+	ipkey_for_backoff(&s->peer_key, &who);   /* one turn at a time per address */
+	s->auth = auth_check(&s->d->hashq, &who, s->users, s->user, s->user_len, pass, plen,
 	                     on_auth_done, s);
 	if (s->auth == NULL)
 		on_auth_done(s, AUTH_ERROR);

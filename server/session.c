@@ -38,6 +38,25 @@ static void tls_input(struct session *s);
 static void tls_begin(struct session *s);
 static void proxy_input(struct session *s);
 
+/*
+ * Give back the session's place in the connection caps: once closed (its
+ * socket is closed at once) it no longer counts, even while its handles and
+ * thread-pool work finish, so a client that quits and reconnects at once is
+ * not refused by a slot still held on another worker's loop.
+ */
+static void
+session_uncount(struct session *s)
+{
+	if (s->counted_ip) {
+		daemon_ip_release(s->d, &s->peer_key);
+		s->counted_ip = 0;
+	}
+	if (s->counted) {
+		atomic_fetch_sub(&s->d->sh->nsessions, 1);
+		s->counted = 0;
+	}
+}
+
 static void
 session_destroy(struct session *s)
 {
@@ -50,8 +69,7 @@ session_destroy(struct session *s)
 	linein_free(&s->in);
 	free(s->out);
 	free(s->wbuf);
-	if (s->counted_ip)
-		ipcount_release(&d->per_ip, &s->peer_key);
+	session_uncount(s);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else if (d->sessions == s)
@@ -60,6 +78,7 @@ session_destroy(struct session *s)
 		s->next->prev = s->prev;
 	d->nsessions--;
 	free(s);
+	daemon_session_gone(d);
 }
 
 void
@@ -564,11 +583,11 @@ log_session_end(struct session *s, const char *reason)
 	else
 		str_escape(user, sizeof user, s->user, s->user_len, 64);
 	log_msg(LOG_INFO, "session end id=%llx user=%s ip=%s port=%u tls=%s duration_ms=%llu "
-	        "retr=%llu retr_bytes=%llu dele=%llu removed=%llu reason=\"%s\"",
+	        "retr=%llu retr_bytes=%llu dele=%llu removed=%llu worker=%u reason=\"%s\"",
 	        (unsigned long long)s->id, user, s->peer, s->peer_port,
 	        s->tls_state == TLSS_ACTIVE ? "yes" : "no", (unsigned long long)ms, (unsigned long long)s->retr_count,
 	        (unsigned long long)s->retr_bytes, (unsigned long long)s->dele_count,
-	        (unsigned long long)s->removed, reason);
+	        (unsigned long long)s->removed, s->d->index, reason);
 }
 
 void
@@ -579,6 +598,7 @@ session_close(struct session *s, const char *reason)
 	s->closing = 1;
 	if (s->close_reason != NULL && s->close_after_flush)
 		reason = s->close_reason;
+	session_uncount(s);
 	if (s->served)
 		log_session_end(s, reason);
 	if (s->reading) {
@@ -674,14 +694,14 @@ session_admit(struct session *s)
 	size_t nearly = 0;
 	long n;
 
-	if (d->nsessions > s->cs->cfg->max_connections) {
+	if (atomic_load(&d->sh->nsessions) > s->cs->cfg->max_connections) {
 		session_refuse(s, "too many connections");
 		return;
 	}
 	s->trusted = cidr_list_contains(s->cs->cfg->backoff.trusted, s->cs->cfg->backoff.ntrusted,
 	                                &s->peer_sa);
 	if (!s->trusted) {
-		n = ipcount_acquire(&d->per_ip, &s->peer_key, s->cs->cfg->max_connections_per_ip);
+		n = daemon_ip_acquire(d, &s->peer_key, s->cs->cfg->max_connections_per_ip);
 		if (n <= 0) {
 			session_refuse(s, n == 0 ? "too many connections from your address" :
 			               "out of memory");
@@ -789,7 +809,7 @@ session_accept(struct daemon *d, uv_stream_t *server)
 	s->listener = server->data;
 	s->cs = conf_set_ref(d->cur);
 	s->lcfg = &s->cs->cfg->listen[s->listener->index];
-	s->id = ++d->next_id;
+	s->id = atomic_fetch_add(&d->sh->next_id, 1) + 1;
 	s->job.fd = -1;
 	s->started_ms = uv_now(d->loop);
 	s->next = d->sessions;
@@ -797,6 +817,8 @@ session_accept(struct daemon *d, uv_stream_t *server)
 		d->sessions->prev = s;
 	d->sessions = s;
 	d->nsessions++;
+	atomic_fetch_add(&d->sh->nsessions, 1);
+	s->counted = 1;
 
 	uv_tcp_init(d->loop, &s->tcp);
 	uv_timer_init(d->loop, &s->idle);

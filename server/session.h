@@ -76,6 +76,7 @@ struct session {
 	struct sockaddr_storage peer_sa;
 	struct ipkey     peer_key;
 	int              counted_ip;     /* holds a per-IP slot */
+	int              counted;        /* counts in shared.nsessions (max_connections) */
 	int              served;         /* passed the caps: gets a session end line */
 	int              trusted;        /* peer in limits.trusted: no per-IP cap, no backoff */
 	int              proxy_wait;     /* waiting for the PROXY header (proxy_protocol listener) */

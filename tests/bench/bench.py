@@ -335,8 +335,13 @@ class Pop3d(Server):
         lim = ""
         if workers is not None and self.workers_key == "limits":
             lim = " workers = %d;" % workers
+        pw = ""
+        if workers is not None and self.workers_key == "process":
+            pw = " workers = %d;" % workers
         if self.process:
-            w += 'process = { user = "%s"; group = "%s"; };\n' % (MAIL_USER, MAIL_USER)
+            w += 'process = { user = "%s"; group = "%s";%s };\n' % (MAIL_USER, MAIL_USER, pw)
+        elif pw:
+            w += "process = {%s };\n" % pw
         return ("""listen = (
   { address = "127.0.0.1"; port = %d; tls = "none"; },
   { address = "127.0.0.1"; port = %d; tls = "implicit"; }
@@ -366,7 +371,7 @@ policy = { expire_interval = 604800; };
             if r.returncode != 0:
                 raise RuntimeError("pop3d -t refused the bench config:\n" + r.stdout + r.stderr)
             log("this pop3d has no process.user: it serves as root")
-        for key in ("top", "limits"):
+        for key in ("process", "top", "limits"):
             self.workers_key = key
             r = subprocess.run([self.binary, "-c", self.write_config(2), "-t"],
                                capture_output=True, text=True, timeout=60)

@@ -535,11 +535,13 @@ static struct users *check_users(struct diag *d)
 static enum auth_result run_check(struct users *u, const char *name, const char *pass, size_t plen)
 {
 	uv_loop_t loop;
+	struct auth_queue q;
 	struct cbrec c = { 0 };
 	struct auth_req *r;
 
 	assert_int_equal(uv_loop_init(&loop), 0);
-	r = auth_check(&loop, u, name, strlen(name), pass, plen, on_auth, &c);
+	auth_queue_init(&q, &loop, AUTH_HASH_CONCURRENCY);
+	r = auth_check(&q, NULL, u, name, strlen(name), pass, plen, on_auth, &c);
 	assert_non_null(r);
 	assert_int_equal(u->refs, 2);   /* the request holds a reference */
 	assert_int_equal(c.calls, 0);   /* never synchronously */
@@ -590,6 +592,7 @@ static void test_check_many_in_flight(void **state)
 	struct diag d = { 0 };
 	struct users *u;
 	uv_loop_t loop;
+	struct auth_queue q;
 	struct cbrec c[8];
 	size_t i;
 
@@ -597,21 +600,83 @@ static void test_check_many_in_flight(void **state)
 	memset(c, 0, sizeof(c));
 	u = check_users(&d);
 	assert_int_equal(uv_loop_init(&loop), 0);
+	auth_queue_init(&q, &loop, AUTH_HASH_CONCURRENCY);
 	for (i = 0; i < 8; i++)
-		assert_non_null(auth_check(&loop, u, "alice", 5, i % 2 ? "nope" : "hunter2",
+		assert_non_null(auth_check(&q, NULL, u, "alice", 5, i % 2 ? "nope" : "hunter2",
 		                           i % 2 ? 4 : 7, on_auth, &c[i]));
 	assert_int_equal(u->refs, 9);
 	/* No more hashes at once than the cap (16 MiB each); the rest wait in order. */
-	assert_int_equal(u->hashing, AUTH_HASH_CONCURRENCY);
-	assert_non_null(u->wait_head);
+	assert_int_equal(q.hashing, AUTH_HASH_CONCURRENCY);
+	assert_non_null(q.wait_head);
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	for (i = 0; i < 8; i++) {
 		assert_int_equal(c[i].calls, 1);
 		assert_int_equal(c[i].last, i % 2 ? AUTH_FAIL : AUTH_OK);
 	}
-	assert_int_equal(u->hashing, 0);
-	assert_null(u->wait_head);
+	assert_int_equal(q.hashing, 0);
+	assert_null(q.wait_head);
 	assert_int_equal(u->refs, 1);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	users_unref(u);
+	diag_free(&d);
+}
+
+struct orderrec {
+	int order[16];
+	int n;
+};
+
+struct ordercb {
+	struct orderrec *rec;
+	int              id;
+};
+
+static void on_auth_order(void *arg, enum auth_result r)
+{
+	struct ordercb *c = arg;
+
+	(void)r;
+	c->rec->order[c->rec->n++] = c->id;
+}
+
+/*
+ * One address with eight logins waiting must not hold another address's
+ * login behind all of them: with two turns, B (queued last) gets the first
+ * turn that frees up, because A already has a check running.
+ */
+static void test_check_fair_per_address(void **state)
+{
+	struct diag d = { 0 };
+	struct users *u;
+	uv_loop_t loop;
+	struct auth_queue q;
+	struct orderrec rec = { { 0 }, 0 };
+	struct ordercb c[9];
+	struct ipkey a = { 4, { 192, 0, 2, 1 } }, b = { 4, { 198, 51, 100, 7 } };
+	int i, pos = -1;
+
+	(void)state;
+	u = check_users(&d);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	auth_queue_init(&q, &loop, 2);
+	for (i = 0; i < 9; i++) {
+		c[i].rec = &rec;
+		c[i].id = i;
+		assert_non_null(auth_check(&q, i < 8 ? &a : &b, u, "alice", 5, "nope", 4,
+		                           on_auth_order, &c[i]));
+	}
+	assert_int_equal(q.hashing, 2);
+	assert_int_equal(q.waiting, 7);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(rec.n, 9);
+	for (i = 0; i < 9; i++)
+		if (rec.order[i] == 8)
+			pos = i;
+	/* Two of A's were running when B came; B starts when the first ends, so at
+	 * most those two and the one started beside B can finish before it. */
+	assert_true(pos >= 0 && pos <= 3);
+	assert_int_equal(q.hashing, 0);
+	assert_int_equal(q.waiting, 0);
 	assert_int_equal(uv_loop_close(&loop), 0);
 	users_unref(u);
 	diag_free(&d);
@@ -622,6 +687,7 @@ static void test_cancel(void **state)
 	struct diag d = { 0 };
 	struct users *u;
 	uv_loop_t loop;
+	struct auth_queue q;
 	struct cbrec c = { 0 };
 	struct auth_req *r[12];
 	size_t i;
@@ -629,9 +695,10 @@ static void test_cancel(void **state)
 	(void)state;
 	u = check_users(&d);
 	assert_int_equal(uv_loop_init(&loop), 0);
+	auth_queue_init(&q, &loop, AUTH_HASH_CONCURRENCY);
 
 	/* One request, cancelled at once (most likely still queued). */
-	r[0] = auth_check(&loop, u, "alice", 5, "hunter2", 7, on_auth, &c);
+	r[0] = auth_check(&q, NULL, u, "alice", 5, "hunter2", 7, on_auth, &c);
 	assert_non_null(r[0]);
 	auth_cancel(r[0]);
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -641,7 +708,7 @@ static void test_cancel(void **state)
 	/* More than the pool has threads: some are running when cancelled, some queued;
 	 * both kinds must be freed by the pool's after-work callback, silently. */
 	for (i = 0; i < 12; i++) {
-		r[i] = auth_check(&loop, u, i % 3 ? "alice" : "ghost", 5, "hunter2", 7, on_auth, &c);
+		r[i] = auth_check(&q, NULL, u, i % 3 ? "alice" : "ghost", 5, "hunter2", 7, on_auth, &c);
 		assert_non_null(r[i]);
 	}
 	usleep(20 * 1000);   /* let the pool pick some up; the outcome must not depend on it */
@@ -660,12 +727,14 @@ static void test_cancel_inside_callback(void **state)
 	struct diag d = { 0 };
 	struct users *u;
 	uv_loop_t loop;
+	struct auth_queue q;
 	struct cbrec c = { 0 };
 
 	(void)state;
 	u = check_users(&d);
 	assert_int_equal(uv_loop_init(&loop), 0);
-	c.self = auth_check(&loop, u, "pete", 4, "plainpw", 7, on_auth, &c);
+	auth_queue_init(&q, &loop, AUTH_HASH_CONCURRENCY);
+	c.self = auth_check(&q, NULL, u, "pete", 4, "plainpw", 7, on_auth, &c);
 	assert_non_null(c.self);
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	assert_int_equal(c.calls, 1);
@@ -680,12 +749,14 @@ static void test_users_outlive_owner(void **state)
 	struct diag d = { 0 };
 	struct users *u;
 	uv_loop_t loop;
+	struct auth_queue q;
 	struct cbrec c = { 0 };
 
 	(void)state;
 	u = check_users(&d);
 	assert_int_equal(uv_loop_init(&loop), 0);
-	assert_non_null(auth_check(&loop, u, "alice", 5, "hunter2", 7, on_auth, &c));
+	auth_queue_init(&q, &loop, AUTH_HASH_CONCURRENCY);
+	assert_non_null(auth_check(&q, NULL, u, "alice", 5, "hunter2", 7, on_auth, &c));
 	users_unref(u);   /* e.g. a reload replaced it: the request keeps it alive */
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	assert_int_equal(c.calls, 1);
@@ -1190,6 +1261,7 @@ int main(void)
 		cmocka_unit_test(test_login_name_valid),
 		cmocka_unit_test(test_check_results),
 		cmocka_unit_test(test_check_many_in_flight),
+		cmocka_unit_test(test_check_fair_per_address),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_cancel_inside_callback),
 		cmocka_unit_test(test_users_outlive_owner),
