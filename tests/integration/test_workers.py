@@ -9,6 +9,7 @@ depends on where a connection lands."""
 
 import os
 import re
+import select
 import signal
 import socket
 import sys
@@ -223,6 +224,59 @@ class WorkersTest(Pop3TestCase):
         self.wait_exit(d)
         for u in users:   # closed without UPDATE: DELE undone
             self.assertEqual(len(os.listdir(os.path.join(d.maildir(u), "new"))), 1)
+
+
+class HashTurnsTest(Pop3TestCase):
+    """The password-hash line gives a free turn first to an address with no check running."""
+
+    FLOOD = 32
+
+    def test_flooding_address_does_not_hold_back_another(self):
+        """32 yescrypt logins from 127.0.0.1 are queued (4 hash at once), then one from
+        127.0.0.2: it gets the next free turn, so only the few flood logins already hashing are
+        answered before it, not all that wait (the order of replies is checked, not times)."""
+        from tlsutil import crypt_secret
+        h = crypt_secret("pw")
+        users = {"f%d" % i: h for i in range(self.FLOOD)}
+        users["probe"] = h
+        d = self.daemon(users=users, extra_config=process("workers = 1;"))
+        flood = [ClientFrom(d.port, "127.0.0.1") for _ in range(self.FLOOD)]
+        probe = ClientFrom(d.port, "127.0.0.2")
+        for c in flood + [probe]:
+            self.addCleanup(c.close)
+        for i, c in enumerate(flood):
+            self.assertOK(c.cmd("USER f%d" % i))
+        self.assertOK(probe.cmd("USER probe"))
+        for c in flood:
+            c.send(b"PASS pw\r\n")
+        # The first reply means the line is full: every flood PASS was read before it.
+        pending = {c.sock: c for c in flood}
+        r, _, _ = select.select(list(pending), [], [], IO_TIMEOUT * 3)
+        self.assertTrue(r, "no login answered")
+        while r:   # what has come already came before the probe asked
+            for sock in r:
+                self.assertOK(pending.pop(sock).line())
+            r, _, _ = select.select(list(pending), [], [], 0)
+        left = len(pending)
+        self.assertGreaterEqual(left, 12, "the flood drained too fast for the check to mean much")
+        probe.send(b"PASS pw\r\n")
+        pending[probe.sock] = probe
+        overtook = None
+        deadline = time.monotonic() + IO_TIMEOUT * 6
+        while pending and time.monotonic() < deadline:
+            r, _, _ = select.select(list(pending), [], [], 1.0)
+            for sock in r:
+                c = pending.pop(sock)
+                self.assertOK(c.line())
+                if c is probe:
+                    overtook = left - sum(1 for x in pending.values() if x is not probe)
+        self.assertEqual(pending, {}, "logins still unanswered")
+        # A plain first-come line would answer all `left` flood logins first; with turns, only
+        # the 4 running when the probe came (one of them freeing its turn) and a few started
+        # beside it on a busy machine go before it.
+        self.assertIsNotNone(overtook)
+        self.assertLessEqual(overtook, 8, "%d of %d waiting flood logins were answered before "
+                             "the probe" % (overtook, left))
 
 
 if __name__ == "__main__":
