@@ -28,24 +28,49 @@ struct md_cache_rec {
 	uint64_t    size;       /* CRLF size; disk_size <= size <= 2 * disk_size */
 };
 
-struct md_cache {
-	char                *buf;     /* owned: the file's bytes; rec[].name points into it */
-	struct md_cache_rec *rec;     /* owned: sorted by name, names unique */
-	unsigned char       *used;    /* owned: rec[i] was returned by md_cache_find */
-	size_t               n;
-	size_t               n_used;
-	size_t               bad;     /* lines ignored: malformed, duplicate, over the limit */
+/* One slot of the name index: rec[idx - 1] when idx > 0 (0: empty). */
+struct md_cache_slot {
+	uint32_t tag;           /* the high half of the name's hash: most misses never touch rec */
+	uint32_t idx;
 };
 
+struct md_cache {
+	char                 *buf;    /* owned: the file's bytes; rec[].name points into it */
+	struct md_cache_rec  *rec;    /* owned: every line that parsed, in file order */
+	struct md_cache_slot *slot;   /* owned: open addressing over rec by name; mask + 1 slots */
+	unsigned char        *mark;   /* owned: per rec, MD_CACHE_USED / MD_CACHE_DUP */
+	size_t                nrec;
+	size_t                mask;
+	size_t                n;      /* records md_cache_find can return (names seen once) */
+	size_t                n_used;
+	size_t                bad;    /* lines ignored: malformed, duplicate, over the limit */
+	int                   ordered;/* rec[] is strictly increasing by (mtime, name): the
+	                                 order maildir.c lists messages in, which is the
+	                                 order md_cache_write was given */
+	uint64_t              key[2]; /* random per load: the name hash cannot be aimed at */
+};
+
+#define MD_CACHE_USED 0x01u     /* returned by md_cache_find */
+#define MD_CACHE_DUP  0x02u     /* its name is on two lines: neither is believed */
+
 /*
- * Read ROOT/pop3d.cache into c (which it initialises), keeping at most
- * max_recs records. Never fatal: returns 0 when the file was read or is
- * absent, -1 when it was ignored (reason in err); c is usable either way.
+ * Read ROOT/pop3d.cache into c (which it initialises, hash key included),
+ * keeping at most max_recs records. Never fatal: returns 0 when the file was
+ * read or is absent, -1 when it was ignored (reason in err); c is usable
+ * either way (md_cache_hash works even then).
  */
 int md_cache_load(struct md_cache *c, const char *root, size_t max_recs, char *err, size_t errlen);
 
-/* The record for a base name, or NULL. Marks it used. */
-const struct md_cache_rec *md_cache_find(struct md_cache *c, const char *name, size_t namelen);
+/* A keyed hash of a name (SipHash-1-3 with c->key), for md_cache_find and the caller's own tables. */
+uint64_t md_cache_hash(const struct md_cache *c, const char *name, size_t namelen);
+
+/*
+ * The record for a base name whose md_cache_hash is hash, or NULL (also for
+ * a name on two lines). Marks it used. Its index rec - c->rec is its place in
+ * the file.
+ */
+const struct md_cache_rec *md_cache_find(struct md_cache *c, const char *name, size_t namelen,
+    uint64_t hash);
 
 /* 1 when a rewrite would drop something: bad lines, or records never found. */
 int md_cache_stale(const struct md_cache *c);

@@ -29,6 +29,8 @@
 struct ent {
 	char     *file;       /* owned: "new/NAME" or "cur/NAME" */
 	size_t    baselen;    /* octets of NAME before the first ':' */
+	uint64_t  hash;       /* md_cache_hash of the base name */
+	size_t    crec;       /* mtime and name are those of cache record crec, else NO_REC */
 	int64_t   mtime;
 	uint64_t  disk_size;
 	uint64_t  size;
@@ -44,6 +46,7 @@ struct scan {
 };
 
 #define ENT_BASE(e) ((e)->file + 4)
+#define NO_REC      SIZE_MAX
 
 static enum md_status
 fail(char *err, size_t errlen, enum md_status st, const char *what, const char *path, int e)
@@ -338,6 +341,7 @@ scan_add(struct scan *s, const char *sub, const char *name, size_t nlen)
 	memcpy(e->file + 4, name, nlen + 1);
 	colon = memchr(name, ':', nlen);
 	e->baselen = colon != NULL ? (size_t)(colon - name) : nlen;
+	e->crec = NO_REC;
 	s->n++;
 	return MD_OK;
 }
@@ -400,16 +404,6 @@ scan_dir(const char *root, const char *sub, struct scan *s, int sweep, char *err
 	return st;
 }
 
-/* By base name, the cur/ copy first ("cur/" < "new/"), then by full name. */
-static int
-ent_base_cmp(const void *x, const void *y)
-{
-	const struct ent *a = x, *b = y;
-	int r = name_cmp(ENT_BASE(a), a->baselen, ENT_BASE(b), b->baselen);
-
-	return r != 0 ? r : strcmp(a->file, b->file);
-}
-
 /* The session's order: mtime, then base name. */
 static int
 ent_order_cmp(const void *x, const void *y)
@@ -423,39 +417,160 @@ ent_order_cmp(const void *x, const void *y)
 	return r != 0 ? r : strcmp(a->file, b->file);
 }
 
-/* Keep the first entry of every base name (the cur/ one); free the others. */
+/*
+ * Put s (deduplicated) in the session's order. The cache was written in
+ * that order, so when its records are still strictly in it (c->ordered),
+ * the entries that took mtime and name from a record (e->crec) are already
+ * ordered by record index: they are placed without comparing, and only the
+ * others (new mail, recounted files) are sorted and merged in. The result
+ * is exactly what sorting everything with ent_order_cmp gives, which is
+ * what happens otherwise (and when memory is short: this cannot fail).
+ */
 static void
-dedupe(struct scan *s)
+order(struct scan *s, const struct md_cache *c)
 {
-	size_t i, w = 0;
+	struct ent *out, *rest = NULL;
+	size_t *at = NULL, i, k, na = 0, nb, ia, ib, w;
 
-	if (s->n > 1)
-		qsort(s->v, s->n, sizeof *s->v, ent_base_cmp);
-	for (i = 0; i < s->n; i++) {
-		if (w > 0 && name_cmp(ENT_BASE(&s->v[w - 1]), s->v[w - 1].baselen,
-		    ENT_BASE(&s->v[i]), s->v[i].baselen) == 0) {
-			free(s->v[i].file);
-			continue;
+	if (s->n < 2)
+		return;
+	if (c->ordered && c->nrec > 0)
+		at = malloc(c->nrec * sizeof *at);
+	if (at != NULL) {
+		for (k = 0; k < c->nrec; k++)
+			at[k] = NO_REC;
+		for (i = 0; i < s->n; i++) {
+			k = s->v[i].crec;
+			if (k == NO_REC)
+				continue;
+			if (k >= c->nrec || at[k] != NO_REC) {   /* cannot happen: names are unique */
+				free(at);
+				at = NULL;
+				break;
+			}
+			at[k] = i;
+			na++;
 		}
-		s->v[w++] = s->v[i];
 	}
-	s->n = w;
+	nb = s->n - na;
+	out = at != NULL && na > 0 ? malloc(s->n * sizeof *out) : NULL;
+	if (out != NULL && nb > 0)
+		rest = malloc(nb * sizeof *rest);
+	if (out == NULL || (nb > 0 && rest == NULL)) {
+		free(out);
+		free(at);
+		qsort(s->v, s->n, sizeof *s->v, ent_order_cmp);
+		return;
+	}
+	for (i = 0, ib = 0; i < s->n; i++)
+		if (s->v[i].crec == NO_REC)
+			rest[ib++] = s->v[i];
+	if (nb > 1)
+		qsort(rest, nb, sizeof *rest, ent_order_cmp);
+	/* Merge the cached run (in record order) with the sorted rest. */
+	for (k = 0, ia = 0, ib = 0, w = 0; ia < na || ib < nb;) {
+		while (ia < na && at[k] == NO_REC)
+			k++;
+		if (ia < na && (ib == nb || ent_order_cmp(&s->v[at[k]], &rest[ib]) < 0)) {
+			out[w++] = s->v[at[k++]];
+			ia++;
+		} else {
+			out[w++] = rest[ib++];
+		}
+	}
+	free(at);
+	free(rest);
+	free(s->v);
+	s->v = out;
+	s->cap = s->n;
 }
 
-/* ",K=<n>" in a base name, parsed strictly. 0 and *out, or -1. */
-static int
-name_field(const char *base, size_t n, char key, uint64_t *out)
+/*
+ * Keep one entry per base name: the one whose file name sorts first (the cur/
+ * one, as "cur/" < "new/"); free the others. Hashes every base name into
+ * e->hash on the way. The survivors keep the scan's order. MD_TEMP without
+ * memory (s unchanged but for e->hash).
+ */
+static enum md_status
+dedupe(struct scan *s, const struct md_cache *c)
 {
-	size_t i, j;
+	struct md_cache_slot *tab;
+	struct ent *a, *b;
+	size_t nslot = 16, mask, i, w, pos;
+	uint32_t tag;
 
-	for (i = 0; i + 3 <= n; i++) {
-		if (base[i] != ',' || base[i + 1] != key || base[i + 2] != '=')
-			continue;
-		for (j = i + 3; j < n && base[j] != ','; j++)
-			;
-		return parse_u64(base + i + 3, j - i - 3, out);
+	for (i = 0; i < s->n; i++)
+		s->v[i].hash = md_cache_hash(c, ENT_BASE(&s->v[i]), s->v[i].baselen);
+	if (s->n < 2)
+		return MD_OK;
+	while (nslot < 2 * s->n)   /* at most half full */
+		nslot *= 2;
+	tab = calloc(nslot, sizeof *tab);
+	if (tab == NULL)
+		return MD_TEMP;
+	mask = nslot - 1;
+	for (i = 0; i < s->n; i++) {
+		b = &s->v[i];
+		tag = (uint32_t)(b->hash >> 32);
+		for (pos = (size_t)b->hash & mask;; pos = (pos + 1) & mask) {
+			if (tab[pos].idx == 0) {
+				tab[pos].tag = tag;
+				tab[pos].idx = (uint32_t)(i + 1);   /* n <= MAILDROP_MSGS_MAX */
+				break;
+			}
+			a = &s->v[tab[pos].idx - 1];
+			if (tab[pos].tag != tag ||
+			    name_cmp(ENT_BASE(a), a->baselen, ENT_BASE(b), b->baselen) != 0)
+				continue;
+			/* The same message twice: the loser's name is freed, the slot names the winner. */
+			if (strcmp(b->file, a->file) < 0) {
+				free(a->file);
+				a->file = NULL;
+				tab[pos].idx = (uint32_t)(i + 1);
+			} else {
+				free(b->file);
+				b->file = NULL;
+			}
+			break;
+		}
 	}
-	return -1;
+	free(tab);
+	for (i = 0, w = 0; i < s->n; i++)
+		if (s->v[i].file != NULL)
+			s->v[w++] = s->v[i];
+	s->n = w;
+	return MD_OK;
+}
+
+/* ",S=<n>" and ",W=<n>" in a base name: the first of each, parsed strictly. */
+struct name_sizes {
+	int      has_s, has_w;
+	uint64_t s, w;
+};
+
+static void
+name_sizes(const char *base, size_t n, struct name_sizes *ns)
+{
+	const char *p = base, *end = base + n, *c, *v, *ve;
+	int seen_s = 0, seen_w = 0;
+
+	memset(ns, 0, sizeof *ns);
+	while ((!seen_s || !seen_w) && p < end && (c = memchr(p, ',', (size_t)(end - p))) != NULL) {
+		p = c + 1;
+		if (end - c < 3 || c[2] != '=' || (c[1] == 'S' ? seen_s : c[1] == 'W' ? seen_w : 1))
+			continue;
+		v = c + 3;
+		ve = memchr(v, ',', (size_t)(end - v));
+		if (ve == NULL)
+			ve = end;
+		if (c[1] == 'S') {
+			seen_s = 1;
+			ns->has_s = parse_u64(v, (size_t)(ve - v), &ns->s) == 0;
+		} else {
+			seen_w = 1;
+			ns->has_w = parse_u64(v, (size_t)(ve - v), &ns->w) == 0;
+		}
+	}
 }
 
 /* A CRLF size that a file of disk octets can have: disk <= w <= 2 * disk. */
@@ -528,21 +643,22 @@ measure(const char *root, struct ent *e, struct md_cache *c, char *buf, char *er
 {
 	const struct md_cache_rec *r;
 	char path[PATH_MAX];
-	uint64_t w = 0, s = 0;
-	int has_w, has_s;
+	struct name_sizes ns;
+	uint64_t w;
 	struct stat st;
 
-	has_w = name_field(ENT_BASE(e), e->baselen, 'W', &w) == 0;
-	has_s = name_field(ENT_BASE(e), e->baselen, 'S', &s) == 0;
-	r = md_cache_find(c, ENT_BASE(e), e->baselen);
-	if (r != NULL && (!has_s || r->disk_size == s) &&
-	    (!has_w || !w_plausible(w, r->disk_size) || r->size == w)) {
+	name_sizes(ENT_BASE(e), e->baselen, &ns);
+	w = ns.w;
+	r = md_cache_find(c, ENT_BASE(e), e->baselen, e->hash);
+	if (r != NULL && (!ns.has_s || r->disk_size == ns.s) &&
+	    (!ns.has_w || !w_plausible(w, r->disk_size) || r->size == w)) {
 		e->mtime = r->mtime;
 		e->disk_size = r->disk_size;
 		e->size = r->size;
+		e->crec = (size_t)(r - c->rec);
 		return 0;
 	}
-	if (has_w) {
+	if (ns.has_w) {
 		if (join(path, sizeof path, root, e->file) < 0) {
 			fail(err, errlen, MD_TEMP, "path", e->file, ENAMETOOLONG);
 			return -1;
@@ -579,8 +695,8 @@ measure_sweep(const char *root, struct ent *e, struct md_cache *c, char *err, si
 {
 	const struct md_cache_rec *r;
 	char path[PATH_MAX];
+	struct name_sizes ns;
 	struct stat st;
-	uint64_t w = 0;
 
 	if (join(path, sizeof path, root, e->file) < 0) {
 		fail(err, errlen, MD_TEMP, "path", e->file, ENAMETOOLONG);
@@ -597,11 +713,14 @@ measure_sweep(const char *root, struct ent *e, struct md_cache *c, char *err, si
 	e->mtime = (int64_t)st.st_mtime;
 	e->disk_size = (uint64_t)st.st_size;
 	e->size = e->disk_size;
-	r = md_cache_find(c, ENT_BASE(e), e->baselen);
-	if (r != NULL && r->disk_size == e->disk_size)
+	r = md_cache_find(c, ENT_BASE(e), e->baselen, e->hash);
+	if (r != NULL && r->disk_size == e->disk_size) {
 		e->size = r->size;
-	else if (name_field(ENT_BASE(e), e->baselen, 'W', &w) == 0 && w_plausible(w, e->disk_size))
-		e->size = w;
+		return 0;
+	}
+	name_sizes(ENT_BASE(e), e->baselen, &ns);
+	if (ns.has_w && w_plausible(ns.w, e->disk_size))
+		e->size = ns.w;
 	return 0;
 }
 
@@ -624,11 +743,12 @@ make_uidl(const char *base, size_t n, char out[UIDL_MAX + 1])
 {
 	unsigned char dg[EVP_MAX_MD_SIZE];
 	unsigned int dl = 0;
-	size_t i;
-	int ok = n >= 1 && n <= UIDL_MAX;
+	size_t i = 0;
+	int ok;
 
-	for (i = 0; ok && i < n; i++)
-		ok = (unsigned char)base[i] >= 0x21 && (unsigned char)base[i] <= 0x7e;
+	while (i < n && (unsigned char)base[i] - 0x21u <= 0x7eu - 0x21u)   /* 0x21..0x7E */
+		i++;
+	ok = n >= 1 && n <= UIDL_MAX && i == n;
 	/* A name that could be some other name's hash is hashed too: two messages can
 	 * then share a UIDL only through a SHA-256 collision (found by fuzz_maildir). */
 	if (ok && !looks_hashed(base, n)) {
@@ -749,14 +869,12 @@ open_md(const char *path, int sweep, struct maildrop **out, char *err, size_t er
 		st = scan_dir(path, "new", &s, sweep, err, errlen);
 	if (st != MD_OK)
 		goto out;
-	dedupe(&s);
-
+	md_cache_load(&cache, path, MAILDROP_MSGS_MAX, cerr, sizeof cerr);
 	buf = malloc(READ_CHUNK);
-	if (buf == NULL) {
+	if (buf == NULL || dedupe(&s, &cache) != MD_OK) {
 		st = fail(err, errlen, MD_TEMP, "scan", path, ENOMEM);
 		goto out;
 	}
-	md_cache_load(&cache, path, MAILDROP_MSGS_MAX, cerr, sizeof cerr);
 	dirty = 0;
 	for (i = 0, w = 0; i < s.n; i++) {
 		r = sweep ? measure_sweep(path, &s.v[i], &cache, err, errlen)
@@ -778,8 +896,7 @@ open_md(const char *path, int sweep, struct maildrop **out, char *err, size_t er
 	/* After every lookup: lines for messages that are gone make it stale. */
 	if (md_cache_stale(&cache))
 		dirty = 1;
-	if (s.n > 1)
-		qsort(s.v, s.n, sizeof *s.v, ent_order_cmp);
+	order(&s, &cache);
 
 	md = calloc(1, sizeof *md);
 	if (md != NULL) {

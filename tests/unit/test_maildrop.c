@@ -905,6 +905,179 @@ test_duplicates(void **state)
 	assert_true(exists(f, "new/D2"));
 }
 
+/* The three copies of one message: the file name that sorts first is listed, cache or not. */
+static void
+test_duplicates_three(void **state)
+{
+	struct fx *f = *state;
+	struct maildrop *md;
+	int pass;
+
+	mkmaildir(f);
+	puts_(f, "new/T1", "one\n", 100);
+	puts_(f, "cur/T1:2,S", "one\n", 100);
+	puts_(f, "cur/T1:2,RS", "one\n", 100);
+	puts_(f, "cur/T0:2,S", "zero\n", 100);
+	puts_(f, "new/T0", "zero\n", 100);
+	for (pass = 0; pass < 2; pass++) {   /* without, then with the cache */
+		md = open_ok(f);
+		assert_int_equal(md->n, 2);
+		assert_string_equal(md->msgs[0].file, "cur/T0:2,S");
+		assert_string_equal(md->msgs[1].file, "cur/T1:2,RS");
+		assert_string_equal(md->msgs[1].uidl, "T1");
+		assert_int_equal(md->total, 11);
+		maildrop_close(md);
+		assert_true(exists(f, "pop3d.cache"));
+	}
+}
+
+/* One open's listing, to compare opens. */
+struct listing {
+	size_t   n;
+	char   **line;   /* "file uidl size disk_size mtime" */
+};
+
+static void
+listing_of(const struct fx *f, struct listing *l)
+{
+	struct maildrop *md = open_ok(f);
+	char buf[PATH_MAX + 128];
+	size_t i;
+
+	l->n = md->n;
+	l->line = calloc(md->n ? md->n : 1, sizeof *l->line);
+	assert_non_null(l->line);
+	for (i = 0; i < md->n; i++) {
+		const struct msg *m = &md->msgs[i];
+
+		snprintf(buf, sizeof buf, "%s %s %llu %llu %lld", m->file, m->uidl,
+		    (unsigned long long)m->size, (unsigned long long)m->disk_size, (long long)m->mtime);
+		l->line[i] = strdup(buf);
+		assert_non_null(l->line[i]);
+		/* The rule: mtime, then base name, strictly (base names are unique). */
+		if (i > 0) {
+			const struct msg *p = &md->msgs[i - 1];
+			size_t pn = strcspn(p->file + 4, ":"), mn = strcspn(m->file + 4, ":");
+			int c = memcmp(p->file + 4, m->file + 4, pn < mn ? pn : mn);
+
+			if (c == 0)
+				c = pn < mn ? -1 : pn > mn;
+			assert_true(p->mtime < m->mtime || (p->mtime == m->mtime && c < 0));
+		}
+	}
+	maildrop_close(md);
+}
+
+static void
+listing_free(struct listing *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		free(l->line[i]);
+	free(l->line);
+}
+
+static void
+assert_same_listing(const struct listing *a, const struct listing *b)
+{
+	size_t i;
+
+	assert_int_equal(a->n, b->n);
+	for (i = 0; i < a->n; i++)
+		assert_string_equal(a->line[i], b->line[i]);
+}
+
+/* Next of a small deterministic generator (the test must not depend on the run). */
+static uint32_t
+lcg(uint32_t *x)
+{
+	*x = *x * 1103515245u + 12345u;
+	return *x >> 8;
+}
+
+/*
+ * The order from the cache (placed by its line order, the rest merged in)
+ * is exactly the order of a fresh scan: with new mail among cached mail,
+ * equal mtimes, renamed and removed messages, and a cache whose lines were
+ * shuffled by hand.
+ */
+static void
+test_cache_order(void **state)
+{
+	struct fx *f = *state;
+	struct listing truth, cached;
+	char rel[128], body[64], p[PATH_MAX], *cache, *q;
+	uint32_t x = 7;
+	size_t len, i, nl;
+	int k;
+
+	mkmaildir(f);
+	for (k = 0; k < 300; k++) {
+		uint32_t r = lcg(&x);
+
+		snprintf(rel, sizeof rel, "%s/%u.M%uP%d.h%s", r % 3 == 0 ? "new" : "cur",
+		    1000 + r % 97, lcg(&x) % 100000, k, r % 3 == 0 ? "" : ":2,S");
+		snprintf(body, sizeof body, "message %d\n%s", k, k % 2 ? "x\n" : "");
+		puts_(f, rel, body, (time_t)(1000 + lcg(&x) % 20));   /* many equal mtimes */
+	}
+	listing_of(f, &truth);          /* reads every file, writes the cache */
+	assert_int_equal(truth.n, 300);
+	listing_of(f, &cached);
+	assert_same_listing(&truth, &cached);
+	listing_free(&cached);
+	listing_free(&truth);
+
+	/* New mail with mtimes before, among and after the cached ones; one message gone. */
+	for (k = 0; k < 40; k++) {
+		uint32_t r = lcg(&x);
+
+		snprintf(rel, sizeof rel, "new/%u.N%uP%d.h", 1000 + r % 97, lcg(&x) % 100000, k);
+		puts_(f, rel, "new\n", (time_t)(995 + lcg(&x) % 30));
+	}
+	puts_(f, "new/0.first", "a\n", 1000);
+	puts_(f, "new/~last", "a\n", 1000);
+	listing_of(f, &cached);         /* 300 from the cache, 42 read */
+	rm(f, "pop3d.cache");
+	listing_of(f, &truth);
+	assert_same_listing(&truth, &cached);
+	listing_free(&cached);
+	listing_free(&truth);
+
+	/* The cache's lines reversed: still used for sizes, but the order is sorted anew. */
+	pathf(p, sizeof p, f, "pop3d.cache");
+	cache = slurp(p, &len);
+	q = strchr(cache, '\n') + 1;    /* after the version line */
+	{
+		char *out = malloc(len + 1), *lines[400] = { NULL };
+		size_t w;
+
+		assert_non_null(out);
+		for (nl = 0; *q != '\0' && nl < 400; nl++) {
+			lines[nl] = q;
+			q = strchr(q, '\n') + 1;
+		}
+		assert_int_equal(nl, 342);
+		w = (size_t)(lines[0] - cache);
+		memcpy(out, cache, w);
+		for (i = nl; i-- > 0;) {
+			size_t ln = (size_t)(strchr(lines[i], '\n') + 1 - lines[i]);
+
+			memcpy(out + w, lines[i], ln);
+			w += ln;
+		}
+		put(f, "pop3d.cache", out, w, 0);
+		free(out);
+	}
+	free(cache);
+	listing_of(f, &cached);
+	rm(f, "pop3d.cache");
+	listing_of(f, &truth);
+	assert_same_listing(&truth, &cached);
+	listing_free(&cached);
+	listing_free(&truth);
+}
+
 /* ---- message access ---- */
 
 static void
@@ -1261,6 +1434,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_uidl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uidl_hash_lookalike, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_duplicates_three, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cache_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msg_open_after_rename, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update_refuses_without_quit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update, setup, teardown),
