@@ -1233,6 +1233,7 @@ struct auth_req {
 	struct auth_queue *q;
 	struct auth_req   *next;      /* in q->wait_head..wait_tail while waiting */
 	struct ipkey       who;       /* len 0: no client */
+	long               failures;  /* its address's recent failures when it asked */
 	int                queued;    /* handed to the thread pool */
 	struct users      *users;     /* reference held until the request is freed */
 	const struct user *user;      /* NULL when unknown; immutable while users is held */
@@ -1418,21 +1419,28 @@ static void check_done(struct auth_queue *q, const struct ipkey *who)
 }
 
 /*
- * The next waiter to get a turn: the first whose client has nothing running,
- * else the head. The scan is bounded by the sessions of this loop and runs
- * once per finished hash. Unlinks it from the line.
+ * The next waiter to get a turn (see struct auth_queue): among those whose
+ * client has nothing running, else among all, the fewest failures, oldest
+ * first. The scan is bounded by the sessions of this loop and runs once per
+ * finished hash. Unlinks it from the line.
  */
 static struct auth_req *next_waiter(struct auth_queue *q)
 {
-	struct auth_req *prev = NULL, *r;
+	struct auth_req *prev = NULL, *r, *p, *best = NULL, *best_prev = NULL;
+	int best_free = 0;
 
-	for (r = q->wait_head; r != NULL; prev = r, r = r->next)
-		if (!client_running(q, &r->who))
-			break;
-	if (r == NULL) {
-		prev = NULL;
-		r = q->wait_head;
+	for (p = NULL, r = q->wait_head; r != NULL; p = r, r = r->next) {
+		int free_turn = !client_running(q, &r->who);
+
+		if (best == NULL || free_turn > best_free ||
+		    (free_turn == best_free && r->failures < best->failures)) {
+			best = r;
+			best_prev = p;
+			best_free = free_turn;
+		}
 	}
+	r = best;
+	prev = best_prev;
 	if (prev != NULL)
 		prev->next = r->next;
 	else
@@ -1476,9 +1484,9 @@ static void after_check(uv_work_t *w, int status)
 	req_free(r);
 }
 
-struct auth_req *auth_check(struct auth_queue *q, const struct ipkey *who, struct users *u,
-                            const char *name, size_t nlen, const char *pass, size_t plen,
-                            auth_cb cb, void *arg)
+struct auth_req *auth_check(struct auth_queue *q, const struct ipkey *who, long failures,
+                            struct users *u, const char *name, size_t nlen,
+                            const char *pass, size_t plen, auth_cb cb, void *arg)
 {
 	struct auth_req *r;
 
@@ -1503,6 +1511,7 @@ struct auth_req *auth_check(struct auth_queue *q, const struct ipkey *who, struc
 	r->q = q;
 	if (who != NULL)
 		r->who = *who;
+	r->failures = failures > 0 ? failures : 0;
 	r->work.data = r;
 	if (q->hashing >= q->limit) {   /* wait for a turn */
 		if (q->wait_tail != NULL)

@@ -169,10 +169,13 @@ struct auth_req;
 /*
  * The password checks of one event loop: at most `limit` hash on the thread
  * pool at once (each yescrypt check takes 16 MiB), the rest wait in line. A
- * free turn goes to the first waiter whose client (its backoff key: an IPv4
- * address or an IPv6 /64) has no check running, else to the first waiter, so
- * one address flooding logins delays another address's login by at most one
- * hash time per turn rather than by its whole backlog. Loop thread only.
+ * free turn goes to a waiter whose client (its backoff key: an IPv4 address
+ * or an IPv6 /64) has no check running, and among those to the one whose
+ * address had the fewest recent failed logins when it asked, the oldest first;
+ * only when every waiter's address has a check running, to the fewest
+ * failures, oldest first, of all. So one address flooding logins delays
+ * another address's login by about one hash rather than by its backlog, and
+ * addresses that keep failing wait behind those that do not. Loop thread only.
  */
 struct auth_queue {
 	uv_loop_t       *loop;
@@ -187,15 +190,16 @@ void auth_queue_init(struct auth_queue *q, uv_loop_t *loop, unsigned limit);
 
 /*
  * Start checking name/password on the thread pool, in q's line, for the
- * client who (NULL: no client, it then never gets a turn ahead of others).
+ * client who (NULL: no client, it then never gets a turn ahead of others),
+ * whose address has `failures` recent failed logins (its place in line).
  * The request copies what it needs (and wipes its copy of the password); the
  * caller may wipe its own buffers at once. An unknown user is checked against
  * a dummy hash so both failures cost the same time. cb runs on the loop thread
  * exactly once unless auth_cancel is called first. Returns NULL on ENOMEM.
  */
-struct auth_req *auth_check(struct auth_queue *q, const struct ipkey *who, struct users *u,
-                            const char *name, size_t nlen, const char *pass, size_t plen,
-                            auth_cb cb, void *arg);
+struct auth_req *auth_check(struct auth_queue *q, const struct ipkey *who, long failures,
+                            struct users *u, const char *name, size_t nlen,
+                            const char *pass, size_t plen, auth_cb cb, void *arg);
 
 /*
  * Decide at once, on the caller's thread, when no hashing is involved: the

@@ -109,6 +109,8 @@ struct daemon {
 long daemon_ip_acquire(struct daemon *d, const struct ipkey *k, uint32_t max);
 void daemon_ip_release(struct daemon *d, const struct ipkey *k);
 long daemon_ip_fail(struct daemon *d, const struct ipkey *k, uint64_t now_ms, uint64_t forget_ms);
+long daemon_ip_failures(struct daemon *d, const struct ipkey *k, uint64_t now_ms,
+                        uint64_t forget_ms);
 
 /*
  * Stop this loop: close its listeners, give its sessions grace seconds (0:

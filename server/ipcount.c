@@ -211,6 +211,18 @@ ipcount_fail(struct ipcount *t, const struct ipkey *k, uint64_t now_ms, uint64_t
 	return (long)p->fails;
 }
 
+long
+ipcount_failures(const struct ipcount *t, const struct ipkey *k, uint64_t now_ms,
+                 uint64_t forget_ms)
+{
+	const struct ipcount_node *p;
+
+	for (p = t->bucket[ipkey_hash(k, t->nbucket)]; p != NULL; p = p->next)
+		if (ipkey_eq(&p->key, k))
+			return p->fails > 0 && now_ms - p->last_fail_ms < forget_ms ? (long)p->fails : 0;
+	return 0;
+}
+
 void
 ipkey_for_backoff(const struct ipkey *peer, struct ipkey *out)
 {

@@ -47,6 +47,10 @@ void ipcount_release(struct ipcount *t, const struct ipkey *k);
  */
 long ipcount_fail(struct ipcount *t, const struct ipkey *k, uint64_t now_ms, uint64_t forget_ms);
 
+/* The failures ipcount_fail has counted for k and not yet forgotten (no change). */
+long ipcount_failures(const struct ipcount *t, const struct ipkey *k, uint64_t now_ms,
+                      uint64_t forget_ms);
+
 /* The backoff key of a peer: an IPv4 address, or an IPv6 address's /64. */
 void ipkey_for_backoff(const struct ipkey *peer, struct ipkey *out);
 

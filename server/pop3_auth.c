@@ -445,14 +445,18 @@ check_password(struct session *s, const char *pass, size_t plen)
 {
 	enum auth_result r;
 	struct ipkey who;
+	long fails;
 
 	if (auth_check_inline(s->users, s->user, s->user_len, pass, plen, &r)) {
 		on_auth_done(s, r);
 		return;
 	}
-	ipkey_for_backoff(&s->peer_key, &who);   /* one turn at a time per address */
-	s->auth = auth_check(&s->d->hashq, &who, s->users, s->user, s->user_len, pass, plen,
-	                     on_auth_done, s);
+	/* Turns: an address with a check running, or with recent failures, waits behind others. */
+	ipkey_for_backoff(&s->peer_key, &who);
+	fails = s->trusted ? 0 : daemon_ip_failures(s->d, &who, uv_now(s->d->loop),
+	                                            (uint64_t)s->cs->cfg->backoff.forget * 1000);
+	s->auth = auth_check(&s->d->hashq, &who, fails, s->users, s->user, s->user_len, pass,
+	                     plen, on_auth_done, s);
 	if (s->auth == NULL)
 		on_auth_done(s, AUTH_ERROR);
 }

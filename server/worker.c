@@ -46,6 +46,17 @@ daemon_ip_fail(struct daemon *d, const struct ipkey *k, uint64_t now_ms, uint64_
 	return n;
 }
 
+long
+daemon_ip_failures(struct daemon *d, const struct ipkey *k, uint64_t now_ms, uint64_t forget_ms)
+{
+	long n;
+
+	uv_mutex_lock(&d->sh->ip_lock);
+	n = ipcount_failures(&d->sh->per_ip, k, now_ms, forget_ms);
+	uv_mutex_unlock(&d->sh->ip_lock);
+	return n;
+}
+
 static void
 on_grace_over(uv_timer_t *t)
 {

@@ -11,7 +11,8 @@ process tree, plus the reaped children) and server RSS.
 
 Usage: bench.py --loadgen PATH --pop3d PATH [--quick] [--out DIR] [--keep]
 Environment: BENCH_QUICK=1 (smoke run, well under a minute), BENCH_REPEATS=N,
-BENCH_IDLE=N (sessions held by the idle scenario), BENCH_NO_DOVECOT=1.
+BENCH_IDLE=N (sessions held by the idle scenario), BENCH_NO_DOVECOT=1,
+BENCH_ONLY=login,retr,idle,huge,workers (some scenarios only; default all).
 
 Every loop is bounded: each loadgen run has a duration and a session count and
 is killed past its deadline, each server start and stop has a deadline.
@@ -50,6 +51,13 @@ def log(msg):
 
 
 # ---------------------------------------------------------------- parameters
+
+ONLY = {x.strip() for x in os.environ.get("BENCH_ONLY", "").split(",") if x.strip()}
+
+
+def wanted(scenario):
+    return not ONLY or scenario in ONLY
+
 
 def params(quick):
     if quick:
@@ -146,13 +154,13 @@ class Data:
         t1m = [self.template("m%d" % i, 1000000 + 1000 * i, 100 + i) for i in range(4)]
         t20k = [self.template("k%d" % i, 20000 + 100 * i, 200 + i) for i in range(10)]
         tiny = [self.template("h%02d" % i, 900 + 60 * i, 300 + i) for i in range(50)]
-        nusers = max(p["idle_n"], p["login_users"])
+        nusers = max(p["idle_n"] if wanted("idle") else 0, p["login_users"])
         for i in range(nusers):
             self.maildir("u%05d" % i, small, 20)
         for i in range(p["retr_c"]):
             self.maildir("m%03d" % i, t1m, p["retr_1m_msgs"])
             self.maildir("k%03d" % i, t20k, p["retr_20k_msgs"])
-        self.huge_md = self.maildir("huge", tiny, p["huge_msgs"])
+        self.huge_md = self.maildir("huge", tiny, p["huge_msgs"] if wanted("huge") else 1)
         with open(self.users_file, "w") as f:
             f.write("\n".join(self.lines) + "\n")
         os.chmod(self.users_file, 0o644)
@@ -680,16 +688,19 @@ class Bench:
 
     def run_server(self, srv, start):
         try:
-            self.step(srv, start, "login", lambda: self.login(srv))
-            for kind in ("1m", "20k"):
+            if wanted("login"):
+                self.step(srv, start, "login", lambda: self.login(srv))
+            for kind in ("1m", "20k") if wanted("retr") else ():
                 for tls in (False, True):
                     self.step(srv, start, "retr %s %s" % (kind, "tls" if tls else "plain"),
                               lambda: self.retr(srv, kind, tls))
             # A clean process for the memory figure.
-            self.step(srv, start, "idle (%d sessions)" % self.p["idle_n"], lambda: self.idle(srv),
-                      fresh=True)
-            self.step(srv, start, "huge (%d messages)" % self.p["huge_msgs"],
-                      lambda: self.huge(srv, start, self.huge_md))
+            if wanted("idle"):
+                self.step(srv, start, "idle (%d sessions)" % self.p["idle_n"],
+                          lambda: self.idle(srv), fresh=True)
+            if wanted("huge"):
+                self.step(srv, start, "huge (%d messages)" % self.p["huge_msgs"],
+                          lambda: self.huge(srv, start, self.huge_md))
         finally:
             srv.stop()
 
@@ -843,7 +854,7 @@ def main():
         servers.append(pop)
         wkey = pop.probe()
         b.run_server(pop, lambda: pop.start())
-        if wkey:
+        if wkey and wanted("workers"):
             for w in (1, 2):
                 b.step(pop, lambda: pop.start(workers=w), "login with workers=%d" % w,
                        lambda: b.login(pop, fig="login_w%d" % w), fresh=True)

@@ -541,7 +541,7 @@ static enum auth_result run_check(struct users *u, const char *name, const char 
 
 	assert_int_equal(uv_loop_init(&loop), 0);
 	auth_queue_init(&q, &loop, AUTH_HASH_CONCURRENCY);
-	r = auth_check(&q, NULL, u, name, strlen(name), pass, plen, on_auth, &c);
+	r = auth_check(&q, NULL, 0, u, name, strlen(name), pass, plen, on_auth, &c);
 	assert_non_null(r);
 	assert_int_equal(u->refs, 2);   /* the request holds a reference */
 	assert_int_equal(c.calls, 0);   /* never synchronously */
@@ -602,7 +602,7 @@ static void test_check_many_in_flight(void **state)
 	assert_int_equal(uv_loop_init(&loop), 0);
 	auth_queue_init(&q, &loop, AUTH_HASH_CONCURRENCY);
 	for (i = 0; i < 8; i++)
-		assert_non_null(auth_check(&q, NULL, u, "alice", 5, i % 2 ? "nope" : "hunter2",
+		assert_non_null(auth_check(&q, NULL, 0, u, "alice", 5, i % 2 ? "nope" : "hunter2",
 		                           i % 2 ? 4 : 7, on_auth, &c[i]));
 	assert_int_equal(u->refs, 9);
 	/* No more hashes at once than the cap (16 MiB each); the rest wait in order. */
@@ -662,7 +662,7 @@ static void test_check_fair_per_address(void **state)
 	for (i = 0; i < 9; i++) {
 		c[i].rec = &rec;
 		c[i].id = i;
-		assert_non_null(auth_check(&q, i < 8 ? &a : &b, u, "alice", 5, "nope", 4,
+		assert_non_null(auth_check(&q, i < 8 ? &a : &b, 0, u, "alice", 5, "nope", 4,
 		                           on_auth_order, &c[i]));
 	}
 	assert_int_equal(q.hashing, 2);
@@ -677,6 +677,43 @@ static void test_check_fair_per_address(void **state)
 	assert_true(pos >= 0 && pos <= 3);
 	assert_int_equal(q.hashing, 0);
 	assert_int_equal(q.waiting, 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	users_unref(u);
+	diag_free(&d);
+}
+
+/* With one turn: of two waiters whose addresses have nothing running, the one
+ * whose address has not been failing goes first, though it came later. */
+static void test_check_failing_address_waits(void **state)
+{
+	struct diag d = { 0 };
+	struct users *u;
+	uv_loop_t loop;
+	struct auth_queue q;
+	struct orderrec rec = { { 0 }, 0 };
+	struct ordercb c[3];
+	struct ipkey x = { 4, { 192, 0, 2, 9 } }, a = { 4, { 192, 0, 2, 1 } },
+	             b = { 4, { 198, 51, 100, 7 } };
+	int i;
+
+	(void)state;
+	u = check_users(&d);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	auth_queue_init(&q, &loop, 1);
+	for (i = 0; i < 3; i++) {
+		c[i].rec = &rec;
+		c[i].id = i;
+	}
+	assert_non_null(auth_check(&q, &x, 0, u, "alice", 5, "nope", 4, on_auth_order, &c[0]));
+	assert_non_null(auth_check(&q, &a, 3, u, "alice", 5, "nope", 4, on_auth_order, &c[1]));
+	assert_non_null(auth_check(&q, &b, 0, u, "alice", 5, "nope", 4, on_auth_order, &c[2]));
+	assert_int_equal(q.hashing, 1);
+	assert_int_equal(q.waiting, 2);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(rec.n, 3);
+	assert_int_equal(rec.order[0], 0);
+	assert_int_equal(rec.order[1], 2);
+	assert_int_equal(rec.order[2], 1);
 	assert_int_equal(uv_loop_close(&loop), 0);
 	users_unref(u);
 	diag_free(&d);
@@ -698,7 +735,7 @@ static void test_cancel(void **state)
 	auth_queue_init(&q, &loop, AUTH_HASH_CONCURRENCY);
 
 	/* One request, cancelled at once (most likely still queued). */
-	r[0] = auth_check(&q, NULL, u, "alice", 5, "hunter2", 7, on_auth, &c);
+	r[0] = auth_check(&q, NULL, 0, u, "alice", 5, "hunter2", 7, on_auth, &c);
 	assert_non_null(r[0]);
 	auth_cancel(r[0]);
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -708,7 +745,7 @@ static void test_cancel(void **state)
 	/* More than the pool has threads: some are running when cancelled, some queued;
 	 * both kinds must be freed by the pool's after-work callback, silently. */
 	for (i = 0; i < 12; i++) {
-		r[i] = auth_check(&q, NULL, u, i % 3 ? "alice" : "ghost", 5, "hunter2", 7, on_auth, &c);
+		r[i] = auth_check(&q, NULL, 0, u, i % 3 ? "alice" : "ghost", 5, "hunter2", 7, on_auth, &c);
 		assert_non_null(r[i]);
 	}
 	usleep(20 * 1000);   /* let the pool pick some up; the outcome must not depend on it */
@@ -734,7 +771,7 @@ static void test_cancel_inside_callback(void **state)
 	u = check_users(&d);
 	assert_int_equal(uv_loop_init(&loop), 0);
 	auth_queue_init(&q, &loop, AUTH_HASH_CONCURRENCY);
-	c.self = auth_check(&q, NULL, u, "pete", 4, "plainpw", 7, on_auth, &c);
+	c.self = auth_check(&q, NULL, 0, u, "pete", 4, "plainpw", 7, on_auth, &c);
 	assert_non_null(c.self);
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	assert_int_equal(c.calls, 1);
@@ -756,7 +793,7 @@ static void test_users_outlive_owner(void **state)
 	u = check_users(&d);
 	assert_int_equal(uv_loop_init(&loop), 0);
 	auth_queue_init(&q, &loop, AUTH_HASH_CONCURRENCY);
-	assert_non_null(auth_check(&q, NULL, u, "alice", 5, "hunter2", 7, on_auth, &c));
+	assert_non_null(auth_check(&q, NULL, 0, u, "alice", 5, "hunter2", 7, on_auth, &c));
 	users_unref(u);   /* e.g. a reload replaced it: the request keeps it alive */
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	assert_int_equal(c.calls, 1);
@@ -1262,6 +1299,7 @@ int main(void)
 		cmocka_unit_test(test_check_results),
 		cmocka_unit_test(test_check_many_in_flight),
 		cmocka_unit_test(test_check_fair_per_address),
+		cmocka_unit_test(test_check_failing_address_waits),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_cancel_inside_callback),
 		cmocka_unit_test(test_users_outlive_owner),

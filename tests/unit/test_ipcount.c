@@ -75,6 +75,11 @@ test_failures_counted_and_forgotten(void **state)
 	assert_int_equal(ipcount_fail(&t, &a, 1000, 900000), 1);
 	assert_int_equal(ipcount_fail(&t, &a, 2000, 900000), 2);
 	assert_int_equal(ipcount_fail(&t, &a, 2000 + 899999, 900000), 3);  /* still remembered */
+	/* reading the count changes nothing; unknown addresses have none */
+	assert_int_equal(ipcount_failures(&t, &a, 2000 + 899999, 900000), 3);
+	assert_int_equal(ipcount_failures(&t, &a, 2000 + 899999 + 900000, 900000), 0);
+	b = key4("198.51.100.9");
+	assert_int_equal(ipcount_failures(&t, &b, 5000, 900000), 0);
 	/* quiet for exactly the forget period: starts again from one */
 	assert_int_equal(ipcount_fail(&t, &a, 2000 + 899999 + 900000, 900000), 1);
 	/* a node holding only failures is freed once they are forgotten */
