@@ -18,10 +18,11 @@ tls.handshake_timeout = 3 s, idle_timeout left at its default) is attacked by a 
 
 The attacker runs in its own process so the measured latency is the server's, not our GIL's.
 Meanwhile this process logs in as a normal user every PROBE_EVERY s (clear text and implicit TLS
-in turn; USER/PASS against a yescrypt hash, STAT, RETR of a small message, QUIT) and asserts each
-probe takes < 5 s (median < 0.5 s), and samples VmRSS/VmHWM of the daemon every 50 ms. The peak is asserted
-against a bound built from limits.h (see rss_bound) and printed with the per-idle-connection
-cost, as "hostile-load: ..." lines.
+in turn; USER/PASS against a yescrypt hash, STAT, RETR of a small message, QUIT) and asserts
+that 80% of the probes take < 1 s, the median < 0.5 s and none > 5 s (see PROBE_GOAL), and
+samples VmRSS/VmHWM of the daemon every 50 ms. The peak is asserted against a bound built from
+limits.h (see rss_bound) and printed with the per-idle-connection cost, as "hostile-load: ..."
+lines.
 
 Under a sanitizer build (POP3D path containing /san/) the scenario sizes stay the same (the
 whole module takes about 17 s either way); only the memory budgets are looser, because ASan's
@@ -74,11 +75,14 @@ TLS_WAVES = (0.0, 5.0, 10.0)         # seconds into the attack
 HANDSHAKE_TIMEOUT = 3
 ATTACK_SECONDS = 14.0
 PROBE_EVERY = 1.0
-# Probe latency (connect + login + STAT + RETR + QUIT). This is a starvation check, not a speed
-# test (that is `make bench`): a quiet machine gives a median of ~0.05 s (ASan ~0.08 s) and a
-# max of ~0.1 s (ASan ~0.5 s), but CI shares 2 cores with the attacker and once saw two probes
-# at 1.4-1.5 s. A server that lets the attack starve the loop or the hash queue shows up in the
-# median and as probes of seconds, so the median has a tight bound and each probe a loose one.
+# Probe latency (connect + login + STAT + RETR + QUIT): the issue asks that a normal client
+# still logs in and downloads within a second. A quiet machine gives a median of ~0.05 s (ASan
+# ~0.08 s) and a max of ~0.1 s (ASan ~0.5 s), but CI shares 2 cores with the attacker and other
+# jobs, and once saw two of 14 probes at 1.4-1.5 s. So: at least PROBE_SHARE of the probes
+# within PROBE_GOAL, the median within PROBE_MEDIAN_LIMIT, and none over PROBE_LIMIT. A server
+# that lets the attack starve the loop or the hash line fails all three.
+PROBE_GOAL = 1.0
+PROBE_SHARE = 0.8
 PROBE_MEDIAN_LIMIT = 1.0 if SAN else 0.5
 PROBE_LIMIT = 5.0
 RAMP_INFLIGHT = 200                  # connections not yet greeted while ramping
@@ -898,6 +902,10 @@ class HostileLoadTest(Pop3TestCase):
         self.assertEqual(d.log_lines("open files limit"), [])
         slow_probes = [(k, round(l, 3)) for k, l in latencies if l >= PROBE_LIMIT]
         self.assertEqual(slow_probes, [], "probes slower than %.1f s" % PROBE_LIMIT)
+        within = sum(1 for _k, l in latencies if l < PROBE_GOAL)
+        self.assertGreaterEqual(within, PROBE_SHARE * len(latencies),
+                                "only %d of %d probes within %.1f s: %r"
+                                % (within, len(latencies), PROBE_GOAL, latencies))
         self.assertLess(lat[len(lat) // 2], PROBE_MEDIAN_LIMIT,
                         "median probe latency: %r" % latencies)
 
