@@ -49,6 +49,9 @@
 /* Delay before every failed authentication reply, in ms (auth.failure_delay). */
 #define AUTH_FAILURE_DELAY_DEFAULT_MS  2000
 
+/* Snapshots of at most this many messages are freed on the loop at session end. */
+#define MD_CLOSE_INLINE_MAX 1000
+
 /* process.workers at most: event loops beyond the cores only add switching. */
 #define WORKERS_MAX 64
 

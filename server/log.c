@@ -25,6 +25,7 @@ static const int syslog_prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 /* Written at startup (and on a reload), read by every thread that logs. */
 static atomic_int log_min = LOG_INFO;
 static atomic_int log_syslog;           /* 1: syslog is open and in use */
+static atomic_long log_pid;             /* getpid() once: pop3d never forks */
 
 static const char *const level_name[] = { "error", "warning", "info", "debug" };
 
@@ -80,7 +81,9 @@ log_msg(enum log_level lvl, const char *fmt, ...)
 	now = time(NULL);
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	off = snprintf(line, sizeof line, "%s pop3d[%ld]: %s: ", stamp, (long)getpid(),
+	if (atomic_load(&log_pid) == 0)
+		atomic_store(&log_pid, (long)getpid());
+	off = snprintf(line, sizeof line, "%s pop3d[%ld]: %s: ", stamp, atomic_load(&log_pid),
 	               level_name[lvl]);
 	if (off < 0 || (size_t)off >= sizeof line)
 		return;

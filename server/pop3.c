@@ -230,9 +230,15 @@ pop3_cleanup(struct session *s)
 		return;
 	/* Release the lock now, in order with what the loop does next: a client that
 	 * logs in again right after a drop must not find its own old session's lock.
-	 * (One close(); on a network file system an unlock request.) Freeing the
-	 * snapshot, which may be large, is left to the thread pool. */
+	 * (One close(); on a network file system an unlock request.) Freeing a
+	 * large snapshot is left to the thread pool; a small one costs less here
+	 * than a round trip there. */
 	maildrop_unlock(s->md);
+	if (s->md->n <= MD_CLOSE_INLINE_MAX) {
+		maildrop_close(s->md);
+		s->md = NULL;
+		return;
+	}
 	req = malloc(sizeof *req);
 	if (req != NULL)
 		req->data = s->md;
