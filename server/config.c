@@ -20,6 +20,7 @@
 #include <libconfig.h>
 #include <openssl/ssl.h>      /* TLS1_2_VERSION, TLS1_3_VERSION */
 
+#include "maildrop/maildrop.h"   /* maildrop_template_check: maildrop.path */
 #include "server/config.h"
 #include "server/limits.h"
 #include "server/log.h"       /* enum log_level: log.level */
@@ -995,15 +996,46 @@ static const struct field auth_fields[] = {
 	{ .name = "failure_delay", .type = F_MS, .min = 0, .max = 60000,
 	  .def = AUTH_FAILURE_DELAY_DEFAULT_MS, .off = AT(struct config, failure_delay_ms) },
 };
-static const struct group auth_group = { auth_fields, NFIELDS(auth_fields), NULL, NULL };
+/* The users file is read later (confset); its problems then name this line. */
+static void
+check_auth(struct ctx *c, const config_setting_t *s, const char *prefix, void *base,
+    int clean)
+{
+	const config_setting_t *f = config_setting_get_member(s, "users_file");
+
+	(void)c;
+	(void)prefix;
+	(void)clean;
+	if (f != NULL)
+		((struct config *)base)->users_file_line = (int)config_setting_source_line(f);
+}
+
+static const struct group auth_group = { auth_fields, NFIELDS(auth_fields), NULL, check_auth };
 
 static const struct field maildrop_fields[] = {
 	/* Kept as written; the maildrop module validates the % escapes. */
 	{ .name = "path", .type = F_STRING, .required = 1,
 	  .off = AT(struct config, maildrop_path) },
 };
+/* The % escapes are the maildrop module's business; the line is ours. */
+static void
+check_maildrop(struct ctx *c, const config_setting_t *s, const char *prefix, void *base,
+    int clean)
+{
+	struct config *cfg = base;
+	const config_setting_t *f = config_setting_get_member(s, "path");
+	char err[256];
+
+	if (f == NULL)
+		return;
+	cfg->maildrop_line = (int)config_setting_source_line(f);
+	if (clean && cfg->maildrop_path != NULL &&
+	    maildrop_template_check(cfg->maildrop_path, err, sizeof(err)) != 0)
+		report(c, f, prefix, "path", "%s", err);
+}
+
 static const struct group maildrop_group = {
-	maildrop_fields, NFIELDS(maildrop_fields), NULL, NULL
+	maildrop_fields, NFIELDS(maildrop_fields), NULL, check_maildrop
 };
 
 static const struct list limits_trusted_list = {

@@ -126,12 +126,14 @@ struct config {
 	size_t             nlisten;
 
 	char              *users_file;    /* absolute (resolved against dir) */
+	int                users_file_line;  /* its line in the config file, for messages */
 	enum plaintext_mode plaintext;
 	struct cidr       *plaintext_trusted;  /* auth.plaintext_trusted: clear-text login allowed */
 	size_t             nplaintext_trusted;
 	uint32_t           failure_delay_ms;  /* auth.failure_delay, in ms */
 
 	char              *maildrop_path; /* template with %u %n %d %h %% */
+	int                maildrop_line; /* its line in the config file, for messages */
 
 	uint32_t           idle_timeout;  /* seconds, 1..86400; -t warns below 600 (RFC 1939) */
 	uint32_t           max_connections;

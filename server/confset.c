@@ -2,6 +2,7 @@
  * confset: loads a configuration generation and frees it when its last user
  * lets go. Never logs: callers decide how problems are shown.
  */
+#include <linux/limits.h>     /* PATH_MAX */
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,34 @@ split_rules_diag(const struct diag *rd, struct diag *errors, struct diag *warnin
 		         rd->msg[i]);
 }
 
+/*
+ * Every user's maildrop path must be buildable from the template, or that user
+ * can never log in (a %h template and no home field, a relative home). Like a
+ * bad users-file line: reported per user, and the others are still served.
+ */
+static void
+check_user_maildrops(const struct conf_set *cs, struct diag *user_errors)
+{
+	const char *tmpl = cs->cfg->maildrop_path;
+	char out[PATH_MAX];
+	size_t i;
+
+	for (i = 0; i < cs->users->n; i++) {
+		const struct user *u = &cs->users->v[i];
+
+		if (maildrop_expand(tmpl, u->name, u->home, out, sizeof(out)) == 0)
+			continue;
+		if (strstr(tmpl, "%h") != NULL && u->home[0] == '\0')
+			diag_add(user_errors, "%s:%d: user %s has no home field (the 6th), "
+			    "which maildrop.path \"%s\" needs for %%h", cs->users->path,
+			    u->line, u->name, tmpl);
+		else
+			diag_add(user_errors, "%s:%d: user %s: maildrop.path \"%s\" does not give "
+			    "an absolute path under %d octets for this user", cs->users->path,
+			    u->line, u->name, tmpl, PATH_MAX);
+	}
+}
+
 struct conf_set *
 conf_set_load(const char *path, struct diag *errors, struct diag *user_errors,
               struct diag *warnings)
@@ -41,7 +70,6 @@ conf_set_load(const char *path, struct diag *errors, struct diag *user_errors,
 	struct conf_set *cs = calloc(1, sizeof *cs);
 	struct diag rd = { 0 };
 	size_t before = errors->n;
-	char err[256];
 
 	if (cs == NULL) {
 		diag_add(errors, "%s: out of memory", path);
@@ -50,21 +78,23 @@ conf_set_load(const char *path, struct diag *errors, struct diag *user_errors,
 	cs->refs = 1;
 	if (config_load(path, &cs->cfg, errors) != 0)
 		goto fail;
-	if (maildrop_template_check(cs->cfg->maildrop_path, err, sizeof err) != 0)
-		diag_add(errors, "%s: maildrop.path: %s", path, err);
 	if (cs->cfg->tls.present)
 		cs->tls = tls_ctx_new(&cs->cfg->tls, errors, warnings);
 	if (users_load(cs->cfg->users_file, &cs->users, user_errors) != 0) {
-		/* The file itself cannot be read: that is fatal, not one bad line. */
+		/* The file itself cannot be read: that is fatal, not one bad line,
+		 * and reported at the setting that names it. */
 		if (user_errors->n > 0) {   /* move it: reported once, as fatal */
 			user_errors->n--;
-			diag_add(errors, "%s", user_errors->msg[user_errors->n]);
+			diag_add(errors, "%s:%d: auth.users_file: %s", path,
+			    cs->cfg->users_file_line, user_errors->msg[user_errors->n]);
 			free(user_errors->msg[user_errors->n]);
 		} else {
-			diag_add(errors, "%s: auth.users_file: cannot be read", path);
+			diag_add(errors, "%s:%d: auth.users_file: cannot be read", path,
+			    cs->cfg->users_file_line);
 		}
 		goto fail;
 	}
+	check_user_maildrops(cs, user_errors);
 	cs->rules = rules_build(cs->cfg, cs->users, &rd);
 	split_rules_diag(&rd, errors, warnings);
 	if (cs->rules == NULL && rd.n == 0)

@@ -119,11 +119,51 @@ class ConfigCheckTest(Pop3TestCase):
 
     def test_bad_template(self):
         lines = self.good_lines()
-        lines[2] = 'maildrop = { path = "/tmp/x/%q/Maildir"; };'
+        for bad in ("/tmp/x/%q/Maildir", "relative/%u", "/tmp/x/%"):
+            with self.subTest(path=bad):
+                lines[2] = 'maildrop = { path = "%s"; };' % bad
+                path = self.write("\n".join(lines) + "\n")
+                rc, out = run(["-c", path, "-t"])
+                self.assertEqual(rc, 1, out)
+                self.assertReports(out, path, 3, "maildrop.path")
+
+    def test_user_whose_maildrop_cannot_be_built(self):
+        """%h needs a home: a user without one is reported at its users-file line by -t; the
+        daemon logs the same and still serves everybody else."""
+        lines = self.good_lines()
+        lines[2] = 'maildrop = { path = "%h/Maildir"; };'
         path = self.write("\n".join(lines) + "\n")
+        home = os.path.join(self.d.dir, "home", "alice")
+        with open(self.d.users_file, "w") as f:
+            f.write("alice:{PLAIN}alice-pw:1000:1000::%s::\nbob:{PLAIN}bob-pw\n"
+                    "carol:{PLAIN}carol-pw:1000:1000::relative/home::\n" % home)
         rc, out = run(["-c", path, "-t"])
         self.assertEqual(rc, 1, out)
-        self.assertIn(path, out)
+        self.assertReports(out, self.d.users_file, 2, "home field")
+        self.assertReports(out, self.d.users_file, 3, "absolute")
+        self.assertNotIn("%s:1:" % self.d.users_file, out)
+
+        d = self.daemon(users_text="alice:{PLAIN}alice-pw:1000:1000::@DIR@/home/alice::\n"
+                                   "bob:{PLAIN}bob-pw\n", maildrop_path="%h/Maildir")
+        make_maildir(os.path.join(d.dir, "home", "alice", "Maildir"))
+        d.wait_log("user bob has no home field")
+        c = self.connect(d)
+        self.assertOK(c.login("alice", "alice-pw"))
+        self.assertOK(c.cmd("QUIT"))
+        c = self.connect(d)
+        self.assertOK(c.cmd("USER bob"))
+        self.assertERR(c.cmd("PASS bob-pw"))
+        c.close()
+
+    def test_bad_users_line_at_run_time(self):
+        """One unparsable line is logged with its number; the other users still log in."""
+        d = self.daemon(users_text="alice:{PLAIN}alice-pw\nno-colon-here\n"
+                                   "bob@example.org:{PLAIN}bob-pw\n")
+        d.wait_log("%s:2:" % d.users_file)
+        for user, pw in (("alice", "alice-pw"), ("bob@example.org", "bob-pw")):
+            c = self.connect(d)
+            self.assertOK(c.login(user, pw))
+            self.assertOK(c.cmd("QUIT"))
 
     def test_bad_users_file_line(self):
         with open(self.d.users_file, "w") as f:
@@ -137,6 +177,7 @@ class ConfigCheckTest(Pop3TestCase):
         os.unlink(self.d.users_file)
         rc, out = run(["-c", self.conf, "-t"])
         self.assertEqual(rc, 1, out)
+        self.assertReports(out, self.conf, 2, "auth.users_file")
         self.assertIn(self.d.users_file, out)
 
     def test_missing_config_file(self):
