@@ -86,6 +86,10 @@ args_parse(struct session *s, const struct p3_cmd *c, struct slice rest, struct 
 		}
 	} else {
 		while (slice_token(&rest, &tok)) {
+			if (a->n == c->max_args && c->max_args == 0) {
+				session_replyf(s, "-ERR %s takes no argument", c->name);
+				return -1;
+			}
 			if (a->n == c->max_args) {
 				session_replyf(s, "-ERR %s takes at most %u argument%s", c->name,
 				               c->max_args, c->max_args == 1 ? "" : "s");

@@ -122,10 +122,11 @@ class AuthTest(Pop3TestCase):
 
     def test_wrong_password_and_unknown_user_are_alike(self):
         c = self.connect(self.d)
-        self.timed_fail(c, "alice", "wrong")
-        self.timed_fail(c, "nosuchuser", "wrong")
-        self.timed_fail(c, "alice", "alice-pw ")     # the trailing space is part of the password
-        self.timed_fail(c, "ALICE", "alice-pw")       # login names are exact
+        replies = {self.timed_fail(c, "alice", "wrong"),
+                   self.timed_fail(c, "nosuchuser", "wrong"),
+                   self.timed_fail(c, "alice", "alice-pw "),     # the trailing space counts
+                   self.timed_fail(c, "ALICE", "alice-pw")}      # login names are exact
+        self.assertEqual(len(replies), 1, "the reply must not tell which: %r" % replies)
         # still in AUTHORIZATION: a correct login works afterwards
         c.login("alice", "alice-pw")
         self.assertOK(c.cmd("STAT"))
@@ -224,6 +225,11 @@ class StateTest(Pop3TestCase):
     AUTH_STATE_REJECTS = ["STAT", "LIST", "LIST 1", "RETR 1", "DELE 1", "NOOP", "RSET", "TOP 1 0",
                           "UIDL", "UIDL 1", "PASS x", "XYZZY", "", "USER", "APOP alice"]
     TRANS_STATE_REJECTS = ["USER alice", "PASS alice-pw", "APOP alice 0123456789abcdef0123456789abcdef"]
+    # Each -ERR names its reason; a bare "-ERR" or a wrong reason fails.
+    AUTH_REASONS = {"PASS x": rb"send USER first", "XYZZY": rb"unknown command",
+                    "": rb"unknown command", "USER": rb"USER needs 1 argument",
+                    "APOP alice": rb"APOP needs 2 arguments"}
+    TRANS_REASON = rb"is only valid before login"
     # n = 3 messages
     BAD_ARGS = ["LIST 0", "LIST 4", "LIST 4294967297", "LIST 4294967296", "LIST 18446744073709551617",
                 "LIST -1", "LIST +1", "LIST 1x", "LIST x", "LIST 1 2", "LIST 0x1", "LIST 1.0",
@@ -254,7 +260,13 @@ class StateTest(Pop3TestCase):
         for cmd in self.AUTH_STATE_REJECTS:
             with self.subTest(cmd=cmd):
                 c = self.fresh(login=False)
-                self.assertERR(c.cmd(cmd), cmd)
+                st = c.cmd(cmd)
+                self.assertERR(st, cmd)
+                if cmd in self.AUTH_REASONS:
+                    self.assertRegex(st, self.AUTH_REASONS[cmd])
+                else:
+                    self.assertRegex(st, rb"^-ERR %s is only valid after login$"
+                                     % cmd.split()[0].encode())
                 c.login("alice", "alice-pw")     # the session went on, still in AUTHORIZATION
                 self.assertEqual(c.cmd("STAT"), b"+OK 3 %d" % sum(len(s) + s.count(b"\n") for s in SMALL))
                 self.done(c)
@@ -263,9 +275,32 @@ class StateTest(Pop3TestCase):
         for cmd in self.TRANS_STATE_REJECTS:
             with self.subTest(cmd=cmd):
                 c = self.fresh()
-                self.assertERR(c.cmd(cmd), cmd)
+                st = c.cmd(cmd)
+                self.assertERR(st, cmd)
+                self.assertRegex(st, rb"^-ERR %s %s" % (cmd.split()[0].encode(), self.TRANS_REASON))
                 self.assertOK(c.cmd("NOOP"))
                 self.done(c)
+
+    @staticmethod
+    def bad_arg_reason(cmd):
+        """The reason a BAD_ARGS line must give (3 messages in the maildrop)."""
+        words = cmd.split()
+        need = {"RETR": 1, "DELE": 1, "TOP": 2}
+        most = {"LIST": 1, "RETR": 1, "DELE": 1, "UIDL": 1, "TOP": 2}
+        if not words or words[0] not in most and words[0] not in ("STAT", "NOOP", "RSET", "CAPA"):
+            return rb"^-ERR unknown command$"
+        name, args = words[0], words[1:]
+        if name in ("STAT", "NOOP", "RSET", "CAPA"):
+            return rb"^-ERR %s takes no argument$" % name.encode()
+        if len(args) < need.get(name, 0):
+            return rb"^-ERR %s needs %d argument" % (name.encode(), need[name])
+        if len(args) > most[name]:
+            return rb"^-ERR %s takes at most %d argument" % (name.encode(), most[name])
+        if not re.fullmatch(r"[0-9]+", args[0]) or int(args[0]) > 0xFFFFFFFF:
+            return rb"^-ERR invalid message number$"
+        if name == "TOP" and not re.fullmatch(r"[0-9]+", args[1]):
+            return rb"^-ERR invalid line count$"
+        return rb"^-ERR no such message, only 3 in maildrop$"
 
     def test_bad_arguments(self):
         for cmd in self.BAD_ARGS:
@@ -273,6 +308,7 @@ class StateTest(Pop3TestCase):
                 c = self.fresh()
                 st = c.cmd(cmd)
                 self.assertERR(st, "%r -> %r" % (cmd, st))
+                self.assertRegex(st, self.bad_arg_reason(cmd))
                 self.assertOK(c.cmd("NOOP"))
                 self.assertEqual(c.cmd("LIST 1"), b"+OK 1 %d" % (len(SMALL[0]) + SMALL[0].count(b"\n")))
                 self.done(c)
