@@ -418,8 +418,8 @@ class Closed(Exception):
 class Client:
     """A raw POP3 line client. Every read has a deadline (IO_TIMEOUT)."""
 
-    def __init__(self, port, timeout=IO_TIMEOUT, greeting=True):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=IO_TIMEOUT, greeting=True, host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
         self.timeout = timeout
         self.buf = bytearray()
         self.greeting = self.line() if greeting else None

@@ -165,6 +165,29 @@ class LockTest(Pop3TestCase):
         c = self.session(self.d)
         c.quit()
 
+    def test_lock_holds_between_two_processes(self):
+        """Two pop3d serving one maildir store: a session on one locks the maildrop for the
+        other; the lock goes with the session, and with the process when it is killed."""
+        other = self.daemon(maildrop_path=self.d.maildrop_template)
+        a = self.session(self.d)
+        b = self.connect(other)
+        self.assertOK(b.cmd("USER alice"))
+        st = b.cmd("PASS alice-pw")
+        self.assertTrue(st.startswith(b"-ERR [IN-USE]"), st)
+        a.close()
+        self.d.wait_session_end(1)
+        b = self.session(other)              # the other process, once the first let go
+        self.assertEqual(b.cmd("STAT"), b"+OK 1 %d" % len(b"Subject: x\r\n\r\nx\r\n"))
+        c = self.connect(self.d)
+        self.assertOK(c.cmd("USER alice"))
+        self.assertTrue(c.cmd("PASS alice-pw").startswith(b"-ERR [IN-USE]"))
+        other.proc.kill()                    # dies holding the lock: no stale lock is left
+        other.proc.wait(timeout=10)
+        other.stopped = True
+        c = self.session(self.d)
+        self.assertOK(c.cmd("STAT"))
+        c.quit()
+
     def test_apop_sees_the_lock_too(self):
         a = self.session(self.d)
         b = self.connect(self.d)
@@ -327,6 +350,12 @@ class IdleTimeoutTest(Pop3TestCase):
         self.assertLess(took, 10)
         d.wait_session_end(1)
         self.assertEqual(snapshot(md), before, "idle timeout ran UPDATE")
+        # the timeout released the lock, and the next session sees every message again
+        c = self.session(d)
+        st = c.cmd("STAT")
+        self.assertEqual(st, b"+OK %d %d" % (len(d.corpora["alice"].listed),
+                                           d.corpora["alice"].total()))
+        c.quit()
 
     def test_idle_timeout_in_authorization(self):
         d = self.daemon(idle_timeout=2)

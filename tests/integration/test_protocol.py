@@ -1,10 +1,11 @@
 """RFC 1939 / RFC 2449 behaviour: greeting, CAPA, USER/PASS, APOP, states, argument checking."""
 import hashlib
 import re
+import socket
 import time
 import unittest
 
-from harness import Closed, Pop3TestCase, apop_timestamp, make_maildir, deliver, parse_list
+from harness import Closed, Daemon, Pop3TestCase, apop_timestamp, make_maildir, deliver, parse_list
 
 GREETING = re.compile(rb"^\+OK .*<[^<>@\s]+@[^<>\s]+>$")
 # SHA-512 crypt(3) of "pw" with a fixed salt: any crypt(3) string is a users-file secret
@@ -73,6 +74,47 @@ class GreetingCapaTest(Pop3TestCase):
         self.assertOK(c.cmd_multi("uIdL")[0])
         self.assertOK(c.cmd("quit"))
         c.wait_closed()
+
+
+def ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class Ipv6Test(Pop3TestCase):
+    """listen takes IPv6 addresses: one entry on ::1 beside 127.0.0.1 on the same port."""
+
+    def test_login_over_ipv6(self):
+        if not ipv6_loopback():
+            self.skipTest("this machine has no IPv6 loopback")
+        d = Daemon()
+        self.addCleanup(d.cleanup_dir)
+        base = d.config_text
+
+        def both():
+            text = base()
+            return text.replace('listen = ( { address = "127.0.0.1"; port = %d; } );' % d.port,
+                                'listen = ( { address = "127.0.0.1"; port = %d; },\n'
+                                '           { address = "::1"; port = %d; } );' % (d.port, d.port))
+        d.config_text = both
+        self.addCleanup(d.stop)
+        d.start()
+        self.assertIn("listening on [::1]:%d" % d.port, d.stderr())
+        make_maildir(d.maildir("alice"))
+        c = self.connect(d, host="::1")
+        self.assertTrue(c.greeting.startswith(b"+OK"))
+        c.login("alice", "alice-pw")
+        self.assertOK(c.cmd("STAT"))
+        c.quit()
+        d.wait_session_end(1)
+        self.assertIn("ip=::1 ", d.log_lines("session end")[0])
+        c = self.connect(d)                  # and IPv4 on the same port
+        c.login("alice", "alice-pw")
+        c.quit()
 
 
 class TlsOnlyTest(Pop3TestCase):
