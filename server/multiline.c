@@ -21,6 +21,7 @@ void ml_init(struct ml_enc *e, long top_lines)
 	e->line_empty = 1;
 	e->ended = 0;
 	e->any = 0;
+	e->stuffed = 0;
 }
 
 int ml_ended(const struct ml_enc *e)
@@ -58,8 +59,10 @@ static size_t encode_octet(struct ml_enc *e, char c, char *out)
 		end_of_line(e);
 		return w;
 	}
-	if (e->line_start && c == '.')
+	if (e->line_start && c == '.') {
 		out[w++] = '.';
+		e->stuffed++;
+	}
 	out[w++] = c;
 	/* "" or "\r" so far is still an empty line; anything else is not */
 	if (c != '\r' || e->prev_cr)
@@ -83,8 +86,10 @@ static size_t encode_runs(struct ml_enc *e, const char *in, size_t n, char *out)
 		size_t end = lf != NULL ? (size_t)(lf - in) : n;
 
 		if (end > i) {
-			if (e->line_start && in[i] == '.')
+			if (e->line_start && in[i] == '.') {
 				out[w++] = '.';
+				e->stuffed++;
+			}
 			memcpy(out + w, in + i, end - i);
 			w += end - i;
 			e->prev_cr = in[end - 1] == '\r';

@@ -15,6 +15,7 @@ struct ml_enc {
 	int  line_empty;    /* current line so far holds nothing but possibly one CR */
 	int  ended;         /* TOP budget reached: stop feeding input */
 	int  any;           /* at least one octet was encoded */
+	unsigned long long stuffed;  /* dots added by dot-stuffing so far */
 };
 
 /* Start encoding a message; top_lines < 0 for RETR, else TOP's body line count. */

@@ -183,10 +183,18 @@ msg_finish(struct session *s)
 
 	session_write(s, tail, n);
 	if (j->is_retr) {
+		/* What LIST promised: the CRLF form without stuffing, and without the
+		 * CRLF ml_finish adds to a file that does not end with a line break. */
+		uint64_t crlf = j->wire - j->enc.stuffed;
+
 		if (j->sent != m->disk_size)
 			log_msg(LOG_WARN, "message changed size id=%llx file=%s listed=%llu read=%llu",
 			        (unsigned long long)s->id, m->file, (unsigned long long)m->disk_size,
 			        (unsigned long long)j->sent);
+		else if (crlf != m->size)   /* a wrong ,W= in the name, or a stale size cache */
+			log_msg(LOG_WARN, "message size differs from LIST id=%llx file=%s listed=%llu "
+			        "sent=%llu", (unsigned long long)s->id, m->file,
+			        (unsigned long long)m->size, (unsigned long long)crlf);
 		m->flags |= MSG_RETR;
 		s->retr_count++;
 		s->retr_bytes += m->size;
@@ -222,6 +230,7 @@ on_chunk(uv_fs_t *req)
 		goto out;
 	n = ml_encode(&j->enc, j->chunk, (size_t)r, out, &used);
 	session_out_commit(s, n);
+	j->wire += n;
 	j->offset += r;
 	j->sent += (uint64_t)r;
 	if (s->closing)
@@ -320,6 +329,7 @@ msg_start(struct session *s, size_t idx, long top_lines)
 	j->fd = -1;
 	j->offset = 0;
 	j->sent = 0;
+	j->wire = 0;
 	ml_init(&j->enc, top_lines);
 	w->s = s;
 	w->req.data = w;

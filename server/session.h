@@ -51,6 +51,7 @@ struct job {
 	uv_file       fd;         /* JOB_MSG: -1 when not open */
 	int64_t       offset;
 	uint64_t      sent;       /* JOB_MSG: message octets read so far */
+	uint64_t      wire;       /* JOB_MSG: octets encoded so far, stuffing included */
 	struct ml_enc enc;
 	char         *chunk;      /* JOB_MSG: FILE_CHUNK read buffer */
 	uv_fs_t       fs;         /* JOB_MSG: the one read in flight */

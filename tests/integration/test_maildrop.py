@@ -6,7 +6,7 @@ import socket
 import time
 import unittest
 
-from harness import (Pop3TestCase, apop_timestamp, deliver, expected_retr, make_maildir,
+from harness import (Pop3TestCase, apop_timestamp, deliver, pop3_size, expected_retr, make_maildir,
                      parse_list, snapshot)
 
 
@@ -306,6 +306,25 @@ class MaildirLayoutTest(Pop3TestCase):
         c.login("henry", "henry-pw")
         self.assertEqual(c.cmd("STAT"), b"+OK 1 %d" % len(b"Subject: h\r\n\r\nhome\r\n"))
         c.quit()
+
+    def test_wrong_size_in_name_is_logged(self):
+        """A ,W= size in the name is trusted for LIST (that is its point); when RETR then sends
+        another count, the mismatch is logged so the admin can find the file."""
+        d = self.daemon()
+        md = make_maildir(d.maildir("alice"))
+        body = b"Subject: w\n\n.dot\nbody\n"       # 25 octets in CRLF form, one stuffed dot
+        right = deliver(md, body, name="1700000000.M1.host,W=%d" % pop3_size(body))
+        wrong = deliver(md, body, name="1700000001.M2.host,W=%d" % (pop3_size(body) + 5))
+        c = self.session(d)
+        self.assertEqual(c.cmd("LIST 2"), b"+OK 2 %d" % (pop3_size(body) + 5))
+        for n in (1, 2):
+            st, got = c.cmd_multi("RETR %d" % n)
+            self.assertEqual(got, b"Subject: w\r\n\r\n.dot\r\nbody\r\n")
+        c.quit()
+        line = d.wait_log("differs from LIST")
+        self.assertIn(wrong, line)
+        self.assertIn("listed=%d sent=%d" % (pop3_size(body) + 5, pop3_size(body)), line)
+        self.assertEqual(d.count_log("differs from LIST"), 1, right)
 
     def test_long_and_odd_file_names(self):
         """UIDL is the base name when it is 1..70 printable octets; otherwise the server must

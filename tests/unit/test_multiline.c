@@ -144,6 +144,15 @@ static void encode(const char *in, size_t n, long top, size_t first, size_t step
 		if (used < len)
 			break;
 	}
+	if (top < 0) {
+		/* What pop3d checks against LIST after RETR: octets out less the
+		 * stuffed dots is the CRLF form of the whole input. */
+		struct buf crlf = { 0 };
+
+		ref_crlf(in, n, &crlf);
+		assert_int_equal(out->n - e.stuffed, crlf.n);
+		buf_free(&crlf);
+	}
 	tmp = malloc(ML_FINISH_MAX);
 	assert_non_null(tmp);
 	w = ml_finish(&e, tmp);
