@@ -447,6 +447,23 @@ static const struct scheme_def SCHEMES[] = {
 	{ "SCRAM-SHA-256", PW_SCRAM, NULL,      check_scram },
 };
 
+/* Traditional DES crypt: 13 characters of the ./0-9A-Za-z alphabet. */
+static int looks_like_des(struct slice s)
+{
+	size_t i;
+
+	if (s.n != 13)
+		return 0;
+	for (i = 0; i < s.n; i++) {
+		unsigned char c = (unsigned char)s.p[i];
+
+		if (!(c == '.' || c == '/' || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
+		    (c >= 'a' && c <= 'z')))
+			return 0;
+	}
+	return 1;
+}
+
 static int has_prefix(struct slice s, const char *pfx)
 {
 	size_t n = strlen(pfx);
@@ -505,7 +522,13 @@ static int check_crypt(const struct scheme_def *s, struct slice secret, char *wh
 			;
 		if (IDS_LEGACY_OK[i] != NULL)
 			break;
-		snprintf(why, whylen, "legacy crypt method refused (use yescrypt, SHA-512, SHA-256 or bcrypt)");
+		/* libxcrypt files anything without "$id$" under traditional DES. */
+		if ((secret.n == 0 || secret.p[0] != '$') && !looks_like_des(secret))
+			snprintf(why, whylen, "not a crypt hash (a hash starts with $id$; a clear-text "
+			    "password needs the {PLAIN} prefix)");
+		else
+			snprintf(why, whylen, "legacy crypt method refused (use yescrypt, SHA-512, "
+			    "SHA-256 or bcrypt)");
 		return -1;
 	case CRYPT_SALT_TOO_CHEAP:
 		snprintf(why, whylen, "crypt hash too cheap");

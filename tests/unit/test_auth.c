@@ -256,6 +256,8 @@ static void test_load_rejects_and_keeps_good_lines(void **state)
 	memcpy(name256 + 255, ":{PLAIN}x\n", 11);  /* 29: 255 octets is fine */
 	memcpy(buf + n, name256, strlen(name256));
 	n += strlen(name256);
+	memcpy(buf + n, "bare:notahash\n", 14);  /* 30: a password without {PLAIN} */
+	n += 14;
 
 	path = write_file(buf, n);
 	u = load_ok(path, &d);
@@ -270,6 +272,8 @@ static void test_load_rejects_and_keeps_good_lines(void **state)
 	assert_true(diag_has(&d, path, 11, "more than one '@'"));
 	assert_true(diag_has(&d, path, 12, "empty local part"));
 	assert_true(diag_has(&d, path, 13, "legacy"));
+	assert_true(diag_has(&d, path, 30, "not a crypt hash"));
+	assert_false(diag_has(&d, path, 30, "legacy"));
 	assert_true(diag_has(&d, path, 14, "legacy"));
 	assert_true(diag_has(&d, path, 15, "incomplete"));
 	assert_true(diag_has(&d, path, 16, "empty password"));
@@ -285,7 +289,7 @@ static void test_load_rejects_and_keeps_good_lines(void **state)
 	assert_true(diag_has(&d, path, 27, "does not start with $2b$"));
 	assert_true(diag_has(&d, path, 28, "longer than 255"));
 	/* Exactly one problem per bad line, nothing else. */
-	assert_int_equal(d.n, 24);
+	assert_int_equal(d.n, 25);
 	assert_int_equal(d.oom, 0);
 
 	assert_int_equal(u->n, 3);
