@@ -1290,17 +1290,18 @@ config_load(const char *path, struct config **out, struct diag *d)
 		diag_add(d, "%s: cannot open: %s", path, strerror(EISDIR));
 		return -1;
 	}
-	fclose(fp);
 
 	cfg = calloc(1, sizeof(*cfg));
 	if (cfg == NULL || (cfg->path = strdup(path)) == NULL) {
 		diag_add(d, "%s: out of memory", path);
+		fclose(fp);
 		config_free(cfg);
 		return -1;
 	}
 	cfg->dir = config_dir(path, &why);
 	if (cfg->dir == NULL) {
 		diag_add(d, "%s: cannot resolve its folder: %s", path, why);
+		fclose(fp);
 		config_free(cfg);
 		return -1;
 	}
@@ -1309,17 +1310,20 @@ config_load(const char *path, struct config **out, struct diag *d)
 	config_init(&lc);
 	/* @include "x" is relative to the config's folder, like every other path. */
 	config_set_include_dir(&lc, cfg->dir);
-	if (!config_read_file(&lc, path)) {
+	/* The file opened above, read once: what was checked is what is parsed. */
+	if (!config_read(&lc, fp)) {
 		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
 			diag_add(d, "%s: cannot read: %s", path, config_error_text(&lc));
 		else
 			diag_add(d, "%s:%d: syntax error: %s",
 			    config_error_file(&lc) ? config_error_file(&lc) : path,
 			    config_error_line(&lc), config_error_text(&lc));
+		fclose(fp);
 		config_destroy(&lc);
 		config_free(cfg);
 		return -1;
 	}
+	fclose(fp);
 	set_defaults(&root_group, cfg);
 	parse_group(&c, config_root_setting(&lc), "", &root_group, cfg);
 	config_destroy(&lc);

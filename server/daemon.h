@@ -68,6 +68,8 @@ struct daemon {
 	                                     sessions and sweeps hold references to theirs */
 	uv_timer_t        expire_timer;   /* main: periodic expiry sweep */
 	int               expire_running; /* a sweep is on the thread pool */
+	int               reload_running; /* a SIGHUP's load is on the thread pool */
+	int               reload_again;   /* another SIGHUP came meanwhile: load once more */
 
 	struct listener  *listeners;
 	size_t            nlisteners;

@@ -274,30 +274,41 @@ same_listeners(const struct config *a, const struct config *b)
 	return 1;
 }
 
-/* SIGHUP: load a new generation; new sessions use it, running ones keep theirs. */
-static void
-on_reload(uv_signal_t *sig, int signum)
-{
-	struct daemon *d = sig->data;
-	struct conf_set *cs;
+/*
+ * SIGHUP: load a new generation; new sessions use it, running ones keep theirs.
+ * Reading the config, the users file and the certificates (and deriving SCRAM
+ * keys) is file I/O and CPU, so it runs on the thread pool; only the swap runs
+ * on the loop. SIGHUPs that arrive meanwhile collapse into one more load.
+ */
+struct reload_job {
+	uv_work_t        req;
+	struct daemon   *d;
+	struct conf_set *cs;   /* NULL: the new configuration has problems (logged) */
+};
 
-	(void)signum;
-	if (d->stopping)
-		return;
-	sdn_reloading();
-	log_msg(LOG_INFO, "reloading %s", d->config_path);
-	cs = load_report(d->config_path, 1, 0);
+static void reload_start(struct daemon *d);
+
+static void
+reload_work(uv_work_t *req)
+{
+	struct reload_job *j = req->data;
+
+	j->cs = load_report(j->d->config_path, 1, 0);
+}
+
+/* On the loop: put a loaded generation in force, or say why not. */
+static void
+reload_apply(struct daemon *d, struct conf_set *cs)
+{
 	if (cs == NULL) {
 		log_msg(LOG_ERR, "reload rejected: the configuration has problems; "
 		        "the running one stays in force");
-		sdn_ready();
 		return;
 	}
 	if (!same_listeners(d->cur->cfg, cs->cfg)) {
 		log_msg(LOG_ERR, "reload rejected: the listen list changed, which needs a restart; "
 		        "the running configuration stays in force");
 		conf_set_unref(cs);
-		sdn_ready();
 		return;
 	}
 	if (cs->cfg->process.workers != d->cur->cfg->process.workers)
@@ -310,7 +321,64 @@ on_reload(uv_signal_t *sig, int signum)
 	expire_timer_start(d);
 	log_msg(LOG_INFO, "reloaded users=%zu sessions=%zu (running sessions keep their settings)",
 	        cs->users->n, atomic_load(&d->sh->nsessions));
+}
+
+static void
+reload_done(uv_work_t *req, int status)
+{
+	struct reload_job *j = req->data;
+	struct daemon *d = j->d;
+
+	(void)status;
+	d->reload_running = 0;
+	if (d->stopping) {          /* too late: the daemon is on its way out */
+		conf_set_unref(j->cs);
+		free(j);
+		return;
+	}
+	reload_apply(d, j->cs);
+	free(j);
+	if (d->reload_again) {
+		d->reload_again = 0;
+		reload_start(d);
+		return;
+	}
 	sdn_ready();
+}
+
+static void
+reload_start(struct daemon *d)
+{
+	struct reload_job *j = calloc(1, sizeof *j);
+
+	sdn_reloading();
+	log_msg(LOG_INFO, "reloading %s", d->config_path);
+	if (j != NULL) {
+		j->d = d;
+		j->req.data = j;
+		if (uv_queue_work(d->loop, &j->req, reload_work, reload_done) == 0) {
+			d->reload_running = 1;
+			return;
+		}
+		free(j);
+	}
+	log_msg(LOG_ERR, "reload rejected: out of memory; the running configuration stays in force");
+	sdn_ready();
+}
+
+static void
+on_reload(uv_signal_t *sig, int signum)
+{
+	struct daemon *d = sig->data;
+
+	(void)signum;
+	if (d->stopping)
+		return;
+	if (d->reload_running) {
+		d->reload_again = 1;
+		return;
+	}
+	reload_start(d);
 }
 
 /* SIGUSR1: one line with every counter. */

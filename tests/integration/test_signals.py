@@ -22,7 +22,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (IO_TIMEOUT, SANITIZER_MARKERS, STOP_TIMEOUT, Closed, Daemon, Pop3TestCase,
-                     deliver, expected_retr, pop3_size)
+                     deliver, expected_retr, make_maildir, pop3_size)
 from tlsutil import TlsClient, TlsDaemon, client_context, test_certs
 
 EXIT_TIMEOUT = 20.0       # generous: the machine may be loaded
@@ -305,6 +305,39 @@ class ReloadTest(SignalCase):
             new = [l.split(": ", 1)[1] for l in d.lines[start:] if ": " in l]
         dup = sorted({l for l in new if new.count(l) > 1})
         self.assertEqual(dup, [], "logged more than once:\n%s" % "\n".join(d.lines[start:]))
+
+    def test_reload_does_not_stop_the_loop(self):
+        """The reload reads its files on the thread pool: with the config file a FIFO that
+        nobody writes yet (a read that cannot finish), sessions are still answered and new
+        ones served; once the text arrives, the reload goes through. Two more SIGHUPs
+        meanwhile collapse into one more load. One worker loop: the one that takes SIGHUP."""
+        d = self.daemon(extra_config="process = { allow_root = true; shutdown_grace = 0; "
+                                     "workers = 1; };\n")
+        make_maildir(d.maildir("alice"))
+        c = self.session(d)
+        text = d.config_text()
+        os.unlink(d.conf)
+        os.mkfifo(d.conf)
+        n = d.count_log("reloading ")
+        d.kill(signal.SIGHUP)
+        d.wait_log("reloading ", count=n + 1)
+        d.kill(signal.SIGHUP)
+        d.kill(signal.SIGHUP)
+        self.assertOK(c.cmd("NOOP"))
+        other = self.connect(d)
+        other.login("bob@example.org", "bob-pw")
+        other.quit()
+        self.assertEqual(d.count_log("reloaded users="), 0)
+        for i in (1, 2):   # the first load, then the one the extra SIGHUPs asked for
+            with open(d.conf, "w") as f:    # blocks until pop3d opens the FIFO to read
+                f.write(text)
+            d.wait_log("reloaded users=", count=i)
+        os.unlink(d.conf)
+        with open(d.conf, "w") as f:
+            f.write(text)
+        self.assertEqual(d.count_log("reloading "), n + 2)
+        self.assertOK(c.cmd("NOOP"))
+        c.quit()
 
     def test_certificates_are_reloaded(self):
         certs = test_certs()
