@@ -169,7 +169,9 @@ cmd_capa(struct session *s, const struct p3_args *a)
 			                      sasl_mech_name(sasl_all[i]));
 	if (n > 0)
 		session_replyf(s, "SASL%s", mechs);
-	session_replyf(s, "UTF8 USER");
+	/* RFC 6856 §2: the USER argument says that USER takes UTF-8 names; only where USER is
+	 * offered. */
+	session_replyf(s, plaintext_ok(s) ? "UTF8 USER" : "UTF8");
 	session_replyf(s, "IMPLEMENTATION pop3d");
 	capa_policy(s);
 	session_write(s, ".\r\n", 3);
@@ -480,14 +482,15 @@ check_password(struct session *s, const char *pass, size_t plen)
 enum p3_outcome
 cmd_pass(struct session *s, const struct p3_args *a)
 {
-	if (s->user == NULL) {
-		wipe_arg(s, a->v[0]);
-		session_replyf(s, "-ERR send USER first");
-		return P3_ERR;
-	}
+	/* Before the USER check: USER was refused too, and the client needs the same hint. */
 	if (!plaintext_ok(s)) {
 		wipe_arg(s, a->v[0]);
 		reply_plaintext_refused(s);
+		return P3_ERR;
+	}
+	if (s->user == NULL) {
+		wipe_arg(s, a->v[0]);
+		session_replyf(s, "-ERR send USER first");
 		return P3_ERR;
 	}
 	if (!utf8_ok(s, a->v[0].p, a->v[0].n)) {

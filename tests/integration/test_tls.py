@@ -23,8 +23,9 @@ import time
 import unittest
 
 from harness import MDA, IO_TIMEOUT, deliver, expected_retr, parse_list, pop3_size
-from tlsutil import (TOOL_TIMEOUT, TlsCaseBase, TlsClient, ToolMixin, capa_names, client_context,
-                     fetchmail_form, files_in, getmail_form, lf_form, maildir_files, message_id,
+from tlsutil import (TOOL_TIMEOUT, TlsCaseBase, TlsClient, ToolMixin, capa_names, capa_words,
+                     client_context, fetchmail_form, files_in, getmail_form, lf_form,
+                     maildir_files, message_id,
                      sasl_mechs, scram_secret, test_certs, vm_rss_kb, wait_stable, write_mpoprc)
 
 SAM_SECRET = []      # {SCRAM-SHA-256} secret of "sam" (password "sam-pw"), made once
@@ -426,6 +427,8 @@ class StlsTest(TlsCase):
         self.assertIn(b"STLS", names)
         self.assertNotIn(b"USER", names)
         self.assertEqual(sasl_mechs(data), [b"SCRAM-SHA-256"])
+        # RFC 6856 §2: "UTF8 USER" says USER takes UTF-8; not while USER itself is refused
+        self.assertIn([b"UTF8"], capa_words(data))
         st, listing = c.cmd_multi("AUTH")     # the bare AUTH list agrees
         self.assertOK(st)
         self.assertEqual(listing, b"SCRAM-SHA-256\r\n")
@@ -439,8 +442,10 @@ class StlsTest(TlsCase):
                 st = c.cmd(cmd)
                 self.assertTrue(st.startswith(b"-ERR [AUTH]"), st)
                 self.assertIn(b"STLS", st)
+        # PASS after the refused USER: the same hint, not "send USER first"
         st = c.cmd("PASS alice-pw")
-        self.assertERR(st)
+        self.assertTrue(st.startswith(b"-ERR [AUTH]"), st)
+        self.assertIn(b"STLS", st)
         self.assertERR(c.cmd("STAT"), "must not be logged in")
         # the same session upgrades and logs in
         c.stls()
@@ -454,6 +459,7 @@ class StlsTest(TlsCase):
         names = capa_names(data)
         self.assertNotIn(b"STLS", names)
         self.assertIn(b"USER", names)
+        self.assertIn([b"UTF8", b"USER"], capa_words(data))
         self.assertEqual(sorted(sasl_mechs(data)), [b"LOGIN", b"PLAIN", b"SCRAM-SHA-256"])
         c.login("alice", "alice-pw")
         self.assertNotIn(b"STLS", capa_names(self.capa(c)))
