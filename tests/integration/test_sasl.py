@@ -167,8 +167,20 @@ class SaslTest(ToolMixin, TlsCaseBase):
         self.logged_in(c, c.cmd("AUTH PLAIN " + plain("cathy", "cathy-pw")))
 
     def test_plain_empty_initial_response_fails(self):
+        """RFC 5034 §4: "=" is an initial response of zero octets, not a missing one. For PLAIN
+        (and LOGIN's user name) that is an empty credential: -ERR [AUTH] after the delay, with
+        no "+ " continuation. Pipelined with a good PLAIN response and STAT: a server that took
+        "=" for no initial response would answer "+ " and log in with the next line."""
         c = self.tls()
         self.assertAuthFails(c, "AUTH PLAIN =")
+        self.still_authorization(c)
+        c = self.tls()
+        c.send(("AUTH PLAIN =\r\n%s\r\nSTAT\r\n" % plain("alice", "alice-pw")).encode())
+        st = c.line()
+        self.assertTrue(st.startswith(b"-ERR [AUTH]"), st)
+        self.assertERR(c.line(), "the line after AUTH PLAIN = was taken as its response")
+        self.assertERR(c.line(), "logged in")
+        self.assertAuthFails(c, "AUTH LOGIN =")        # not "+ VXNlcm5hbWU6" (Username:)
         self.still_authorization(c)
 
     def test_plain_other_authzid_fails(self):
