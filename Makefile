@@ -79,6 +79,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpop3d.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpop3d.a \
 		$(shell $(PKG_CONFIG) --libs cmocka) $(LDLIBS)
 
+# test_linein checks that input buffers are wiped before they are freed: it sees linein's free().
+$(BUILD)/tests/test_linein: LDFLAGS += -Wl,--wrap=free
+
 deps:
 	@sh scripts/deps.sh build
 

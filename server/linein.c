@@ -1,6 +1,7 @@
 /*
- * linein: owns the fixed input buffer and splits client bytes into bounded lines.
- * Never grows the buffer, never hands out a line with NUL or over max, never reads past len.
+ * linein: owns the input buffer and splits client bytes into bounded lines.
+ * Grows the buffer only when asked (linein_grow), never hands out a line with NUL or over
+ * max, never reads past len, and never frees a buffer without wiping it (it held passwords).
  *
  * Rules (chunking never changes the outcome):
  *  - A line is the octets before an LF; one CR right before the LF is stripped.
@@ -28,15 +29,19 @@ int linein_init(struct linein *l, size_t cap)
 	return 0;
 }
 
+/* Not realloc: it may move the bytes and free the old block unwiped, password and all. */
 int linein_grow(struct linein *l, size_t cap)
 {
 	char *p;
 
 	if (cap <= l->cap)
 		return 0;
-	p = realloc(l->buf, cap);
+	p = malloc(cap);
 	if (p == NULL)
 		return -1;
+	memcpy(p, l->buf, l->len);
+	wipe(l->buf, l->cap);
+	free(l->buf);
 	l->buf = p;
 	l->cap = cap;
 	return 0;
@@ -44,6 +49,8 @@ int linein_grow(struct linein *l, size_t cap)
 
 void linein_free(struct linein *l)
 {
+	if (l->buf != NULL)
+		wipe(l->buf, l->cap);
 	free(l->buf);
 	memset(l, 0, sizeof(*l));
 }

@@ -1,6 +1,6 @@
 /*
  * linein: the one bounded line reader every byte from a client passes through.
- * It never grows: the caller reads straight into its fixed buffer.
+ * The caller reads straight into its buffer, which grows only on linein_grow.
  */
 #ifndef POP3D_LINEIN_H
 #define POP3D_LINEIN_H
@@ -28,12 +28,13 @@ struct linein {
 int linein_init(struct linein *l, size_t cap);
 
 /*
- * Enlarge the buffer to cap octets (never shrinks), keeping what is buffered.
- * Slices returned earlier become invalid. 0, or -1 on ENOMEM (unchanged).
+ * Enlarge the buffer to cap octets (never shrinks), keeping what is buffered;
+ * the old buffer is wiped before it is freed. Slices returned earlier become
+ * invalid. 0, or -1 on ENOMEM (unchanged).
  */
 int linein_grow(struct linein *l, size_t cap);
 
-/* Free the buffer; safe to call twice. */
+/* Wipe and free the buffer; safe to call twice. */
 void linein_free(struct linein *l);
 
 /*

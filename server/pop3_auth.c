@@ -169,21 +169,20 @@ cmd_capa(struct session *s, const struct p3_args *a)
 			                      sasl_mech_name(sasl_all[i]));
 	if (n > 0)
 		session_replyf(s, "SASL%s", mechs);
-	session_replyf(s, "UTF8 USER");
+	/* RFC 6856 §2: the USER argument says that USER takes UTF-8 names; only where USER is
+	 * offered. */
+	session_replyf(s, plaintext_ok(s) ? "UTF8 USER" : "UTF8");
 	session_replyf(s, "IMPLEMENTATION pop3d");
 	capa_policy(s);
 	session_write(s, ".\r\n", 3);
 	return P3_OK;
 }
 
-/* RFC 6856: after UTF8, names and passwords must be valid UTF-8. */
+/* RFC 6856 §2: after UTF8, every name and password must be valid UTF-8. */
 static int
-utf8_refused(struct session *s, struct slice v)
+utf8_ok(const struct session *s, const char *p, size_t n)
 {
-	if (!s->utf8 || utf8_valid(v.p, v.n))
-		return 0;
-	session_replyf(s, "-ERR [AUTH] invalid UTF-8");
-	return 1;
+	return !s->utf8 || utf8_valid(p, n);
 }
 
 /* A name refused before any lookup still counts as a failed login (fail2ban). */
@@ -204,8 +203,12 @@ cmd_user(struct session *s, const struct p3_args *a)
 		reply_plaintext_refused(s);
 		return P3_ERR;
 	}
-	if (utf8_refused(s, a->v[0]))
+	if (!utf8_ok(s, a->v[0].p, a->v[0].n)) {
+		user_forget(s);
+		log_bad_name(s, a->v[0], "USER");
+		session_replyf(s, "-ERR [AUTH] invalid UTF-8");
 		return P3_ERR;
+	}
 	if (!login_name_valid(a->v[0].p, a->v[0].n)) {
 		user_forget(s);
 		log_bad_name(s, a->v[0], "USER");
@@ -279,6 +282,21 @@ auth_fail(struct session *s, const char *mech)
 		auth_fail_reply(s);
 	else
 		uv_timer_start(&s->delay, on_fail_delay, delay - spent, 0);
+}
+
+/*
+ * Credentials refused before any check (bad UTF-8, a bad APOP name): a
+ * failed login like any other, with the same delay, log line and reply, so
+ * that fail2ban and the per-address backoff see it and timing tells nothing.
+ */
+static enum p3_outcome
+refuse_attempt(struct session *s, const char *mech)
+{
+	s->mech = mech;
+	s->auth_started = uv_now(s->d->loop);
+	s->busy = 1;
+	auth_fail(s, mech);
+	return P3_BUSY;
 }
 
 static void
@@ -464,19 +482,20 @@ check_password(struct session *s, const char *pass, size_t plen)
 enum p3_outcome
 cmd_pass(struct session *s, const struct p3_args *a)
 {
-	if (s->user == NULL) {
-		wipe_arg(s, a->v[0]);
-		session_replyf(s, "-ERR send USER first");
-		return P3_ERR;
-	}
+	/* Before the USER check: USER was refused too, and the client needs the same hint. */
 	if (!plaintext_ok(s)) {
 		wipe_arg(s, a->v[0]);
 		reply_plaintext_refused(s);
 		return P3_ERR;
 	}
-	if (utf8_refused(s, a->v[0])) {
+	if (s->user == NULL) {
 		wipe_arg(s, a->v[0]);
+		session_replyf(s, "-ERR send USER first");
 		return P3_ERR;
+	}
+	if (!utf8_ok(s, a->v[0].p, a->v[0].n)) {
+		wipe_arg(s, a->v[0]);
+		return refuse_attempt(s, "USER");
 	}
 	if (s->users == NULL)
 		s->users = users_ref(s->cs->users);
@@ -495,10 +514,9 @@ cmd_apop(struct session *s, const struct p3_args *a)
 		session_replyf(s, "-ERR APOP is not offered by this server");
 		return P3_ERR;
 	}
-	if (!login_name_valid(a->v[0].p, a->v[0].n)) {
-		log_bad_name(s, a->v[0], "APOP");
-		session_replyf(s, "-ERR [AUTH] invalid user name");
-		return P3_ERR;
+	if (!login_name_valid(a->v[0].p, a->v[0].n) || !utf8_ok(s, a->v[0].p, a->v[0].n)) {
+		(void)user_set(s, a->v[0]);   /* for the log line only (none on ENOMEM) */
+		return refuse_attempt(s, "APOP");
 	}
 	if (user_set(s, a->v[0]) != 0) {
 		session_replyf(s, "-ERR [SYS/TEMP] out of memory");
@@ -552,13 +570,55 @@ cmd_utf8(struct session *s, const struct p3_args *a)
 	return P3_OK;
 }
 
+/* End the exchange as a failed authentication (delay, log line, -ERR [AUTH]). */
+static void
+sasl_fail(struct session *s)
+{
+	sasl_free(s->sasl);   /* wipes the password */
+	s->sasl = NULL;
+	s->busy = 1;
+	auth_fail(s, s->mech);
+}
+
+/*
+ * The exchange yielded credentials: take the login name, then log in (SCRAM
+ * proved the password) or check the password. Names are UTF-8 already
+ * (sasl.c); after UTF8 the password must be too (RFC 6856 §2).
+ */
+static void
+sasl_credentials(struct session *s, enum sasl_result r)
+{
+	struct slice name;
+	const char *pw;
+	size_t pwlen;
+
+	name.p = sasl_user(s->sasl, &name.n);
+	pw = sasl_password(s->sasl, &pwlen);
+	if (!login_name_valid(name.p, name.n) || !utf8_ok(s, name.p, name.n) ||
+	    user_set(s, name) != 0) {
+		user_forget(s);
+		sasl_fail(s);
+		return;
+	}
+	if (r == SASL_CHECK_PASSWORD && !utf8_ok(s, pw, pwlen)) {
+		sasl_fail(s);
+		return;
+	}
+	s->busy = 1;
+	if (r == SASL_SUCCESS)
+		login_ok(s);
+	else
+		check_password(s, pw, pwlen);
+	sasl_free(s->sasl);   /* wipes the password */
+	s->sasl = NULL;
+}
+
 /* Feed one client line to the SASL exchange and act on the result. */
 static void
 sasl_feed(struct session *s, const char *p, size_t n)
 {
 	char out[SASL_LINE_MAX + 1];
-	const char *v;
-	size_t outlen = 0, vlen;
+	size_t outlen = 0;
 	enum sasl_result r;
 	struct slice name;
 
@@ -574,43 +634,14 @@ sasl_feed(struct session *s, const char *p, size_t n)
 		return;
 	case SASL_CHECK_PASSWORD:
 	case SASL_SUCCESS:
-		v = sasl_user(s->sasl, &vlen);
-		name.p = v;
-		name.n = vlen;
-		if (!login_name_valid(v, vlen) || (s->utf8 && !utf8_valid(v, vlen)) ||
-		    user_set(s, name) != 0) {
-			user_forget(s);
-			sasl_free(s->sasl);
-			s->sasl = NULL;
-			s->busy = 1;
-			auth_fail(s, s->mech);
-			return;
-		}
-		if (r == SASL_SUCCESS) {
-			sasl_free(s->sasl);
-			s->sasl = NULL;
-			s->busy = 1;
-			login_ok(s);
-			return;
-		}
-		v = sasl_password(s->sasl, &vlen);
-		s->busy = 1;
-		check_password(s, v, vlen);
-		sasl_free(s->sasl);   /* wipes the password */
-		s->sasl = NULL;
+		sasl_credentials(s, r);
 		return;
 	case SASL_FAIL:
 	case SASL_BAD:
-		v = sasl_user(s->sasl, &vlen);
-		if (v != NULL && vlen > 0) {
-			name.p = v;
-			name.n = vlen;
-			user_set(s, name);   /* for the log line only */
-		}
-		sasl_free(s->sasl);
-		s->sasl = NULL;
-		s->busy = 1;
-		auth_fail(s, s->mech);
+		name.p = sasl_user(s->sasl, &name.n);
+		if (name.p != NULL && name.n > 0)
+			(void)user_set(s, name);   /* for the log line only */
+		sasl_fail(s);
 		return;
 	}
 }
@@ -618,10 +649,7 @@ sasl_feed(struct session *s, const char *p, size_t n)
 void
 sasl_refuse_line(struct session *s)
 {
-	sasl_free(s->sasl);
-	s->sasl = NULL;
-	s->busy = 1;
-	auth_fail(s, s->mech);   /* an unusable response is a failed authentication */
+	sasl_fail(s);   /* an unusable response is a failed authentication */
 }
 
 void

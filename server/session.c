@@ -426,6 +426,20 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = n;
 }
 
+/*
+ * OpenSSL failed and queued a fatal alert (protocol_version, bad_record_mac,
+ * ...): send it through the normal write path, then close, so the client
+ * learns why instead of seeing a bare EOF. No close_notify after a fatal alert.
+ */
+static void
+tls_fail_close(struct session *s, const char *reason)
+{
+	s->tls_notified = 1;
+	s->out_len = 0;   /* no reply can be encrypted after a fatal alert */
+	session_flush(s);
+	session_close_after_flush(s, reason);
+}
+
 /* Ciphertext arrived: advance the handshake, then let the session read plaintext. */
 static void
 tls_input(struct session *s)
@@ -437,7 +451,7 @@ tls_input(struct session *s)
 		if (st == TLS_FAIL) {
 			log_msg(LOG_WARN, "tls handshake failed id=%llx ip=%s port=%u: %s",
 			        (unsigned long long)s->id, s->peer, s->peer_port, tls_conn_error(s->tls));
-			session_close(s, "tls handshake failed");
+			tls_fail_close(s, "tls handshake failed");
 			return;
 		}
 		session_flush(s);
@@ -507,10 +521,13 @@ tls_pull(struct session *s)
 		session_flush(s);   /* a key update or alert may be waiting to go out */
 		return 0;
 	}
-	if (st == TLS_FAIL)
+	if (st == TLS_FAIL) {
 		log_msg(LOG_WARN, "tls error id=%llx ip=%s: %s", (unsigned long long)s->id, s->peer,
 		        tls_conn_error(s->tls));
-	session_close(s, st == TLS_CLOSED ? "disconnected" : "tls error");
+		tls_fail_close(s, "tls error");
+		return -1;
+	}
+	session_close(s, "disconnected");
 	return -1;
 }
 

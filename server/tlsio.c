@@ -308,8 +308,11 @@ static SSL_CTX *ctx_base(const struct tls_cfg *cfg, int report,
 				 TLS_MIN_SECLEVEL);
 		SSL_CTX_set_security_level(ctx, TLS_MIN_SECLEVEL);
 	}
+	/* CLEANSE_PLAINTEXT: OpenSSL wipes each decrypted record once read, since PASS and
+	 * AUTH lines carry passwords (the line reader wipes its own copy). */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-			    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+			    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET |
+			    SSL_OP_CLEANSE_PLAINTEXT);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	/*
 	 * No resumption: no cache to bound and no ticket key that would live as
@@ -751,6 +754,11 @@ const char *tls_conn_cipher(const struct tls_conn *c)
 	const SSL_CIPHER *ci = SSL_get_current_cipher(c->ssl);
 
 	return ci != NULL ? SSL_CIPHER_get_name(ci) : "-";
+}
+
+int tls_conn_cleanses_plaintext(const struct tls_conn *c)
+{
+	return (SSL_get_options(c->ssl) & SSL_OP_CLEANSE_PLAINTEXT) != 0;
 }
 
 const char *tls_conn_sni(const struct tls_conn *c)

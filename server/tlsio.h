@@ -71,6 +71,13 @@ size_t tls_conn_take(struct tls_conn *c, char *p, size_t n);
 /* Queue a close_notify alert (its ciphertext is then pending). */
 void tls_conn_close_notify(struct tls_conn *c);
 
+/*
+ * 1 when OpenSSL wipes this connection's decrypted records once they are read
+ * (SSL_OP_CLEANSE_PLAINTEXT: they carry passwords). For tests; never needed
+ * by the server.
+ */
+int tls_conn_cleanses_plaintext(const struct tls_conn *c);
+
 /* For logs: "TLSv1.3", cipher name, requested SNI name (or "-"), the last error text. */
 const char *tls_conn_version(const struct tls_conn *c);
 const char *tls_conn_cipher(const struct tls_conn *c);

@@ -223,6 +223,23 @@ class AuthTest(Pop3TestCase):
         c1.quit()
         c2.quit()
 
+    def test_apop_invalid_name_is_a_failed_login(self):
+        """A name no user can have (a leading '.', a '/') fails like a wrong digest: -ERR [AUTH]
+        after failure_delay and a "login failed" line, which fail2ban and the backoff read."""
+        c = self.connect(self.d)
+        digest = hashlib.md5(apop_timestamp(c.greeting) + b"alice-pw").hexdigest()
+        for name in (".alice", "al/ice"):
+            with self.subTest(name=name):
+                n = self.d.count_log("login failed")
+                t0 = time.monotonic()
+                st = c.cmd("APOP %s %s" % (name, digest))
+                self.assertTrue(st.startswith(b"-ERR [AUTH]"), st)
+                self.assertGreaterEqual(time.monotonic() - t0, 0.45, "failure_delay not applied")
+                line = self.d.wait_log("login failed", count=n + 1)
+                self.assertIn("mechanism=APOP", line)
+        self.assertOK(c.cmd("APOP alice " + digest))
+        c.quit()
+
     def test_session_end_logged_without_password(self):
         c = self.connect(self.d)
         self.timed_fail(c, "alice", "Sup3rSecretWrong")

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import time
 import unittest
 
@@ -21,6 +22,12 @@ from tlsutil import (TlsCaseBase, ToolMixin, capa_names, crypt_secret, lf_form, 
 DELAY = 0.2
 JORG = "j\u00f6rg@example.org"        # a UTF-8 login name
 JORG_PW = "p\u00e4ss-\u00fc"
+# Users whose name or password is Latin-1 (invalid UTF-8): legal as bytes before UTF8, refused
+# after it. They exist, so a refusal after UTF8 is the UTF-8 rule and not an unknown user.
+LATIN_NAME = b"j\xf6rg"
+LATIN_NAME_PW = "joerg-pw"
+LATIN_PW_USER = "lena"
+LATIN_PW = b"p\xe4ss"
 
 
 def b64(data):
@@ -77,7 +84,15 @@ def users():
 
 def users_bytes(u):
     lines = ["%s:%s" % kv for kv in u.items()] + ["%s:{PLAIN}%s" % (JORG, JORG_PW)]
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    return (("\n".join(lines) + "\n").encode("utf-8") +
+            LATIN_NAME + b":{PLAIN}" + LATIN_NAME_PW.encode() + b"\n" +
+            LATIN_PW_USER.encode() + b":{PLAIN}" + LATIN_PW + b"\n")
+
+
+def apop_line(name, greeting, password):
+    """APOP name digest for this greeting's timestamp; name and password as bytes."""
+    stamp = re.search(rb"<[^<>]*>", greeting).group(0)
+    return b"APOP " + name + b" " + hashlib.md5(stamp + password).hexdigest().encode()
 
 
 class SaslTest(ToolMixin, TlsCaseBase):
@@ -89,7 +104,7 @@ class SaslTest(ToolMixin, TlsCaseBase):
                       "users_bytes": users_bytes(u)}
         super().setUpClass()
         cls.msg = b"Subject: hello\n\nfor you\n"
-        for name in ("alice", "sam", "cathy", JORG):
+        for name in ("alice", "sam", "cathy", JORG, os.fsdecode(LATIN_NAME), LATIN_PW_USER):
             deliver(cls.d.maildir(name), cls.msg)
 
     # -- helpers
@@ -152,8 +167,20 @@ class SaslTest(ToolMixin, TlsCaseBase):
         self.logged_in(c, c.cmd("AUTH PLAIN " + plain("cathy", "cathy-pw")))
 
     def test_plain_empty_initial_response_fails(self):
+        """RFC 5034 §4: "=" is an initial response of zero octets, not a missing one. For PLAIN
+        (and LOGIN's user name) that is an empty credential: -ERR [AUTH] after the delay, with
+        no "+ " continuation. Pipelined with a good PLAIN response and STAT: a server that took
+        "=" for no initial response would answer "+ " and log in with the next line."""
         c = self.tls()
         self.assertAuthFails(c, "AUTH PLAIN =")
+        self.still_authorization(c)
+        c = self.tls()
+        c.send(("AUTH PLAIN =\r\n%s\r\nSTAT\r\n" % plain("alice", "alice-pw")).encode())
+        st = c.line()
+        self.assertTrue(st.startswith(b"-ERR [AUTH]"), st)
+        self.assertERR(c.line(), "the line after AUTH PLAIN = was taken as its response")
+        self.assertERR(c.line(), "logged in")
+        self.assertAuthFails(c, "AUTH LOGIN =")        # not "+ VXNlcm5hbWU6" (Username:)
         self.still_authorization(c)
 
     def test_plain_other_authzid_fails(self):
@@ -377,7 +404,25 @@ class SaslTest(ToolMixin, TlsCaseBase):
         self.assertOK(c.cmd("UTF8"))
         self.logged_in(c, c.cmd("AUTH PLAIN " + plain(JORG, JORG_PW)))
 
+    def test_latin1_credentials_without_utf8_log_in(self):
+        """The control for test_utf8_invalid_refused: before UTF8 the Latin-1 name and password
+        are bytes like any other, and each way in works."""
+        c = self.tls()
+        self.logged_in(c, c.cmd(apop_line(LATIN_NAME, c.greeting, LATIN_NAME_PW.encode())))
+        c = self.tls()
+        self.assertOK(c.cmd("USER " + LATIN_PW_USER))
+        self.logged_in(c, c.cmd(b"PASS " + LATIN_PW))
+        c = self.tls()
+        self.logged_in(c, c.cmd("AUTH PLAIN " + b64(b"\0" + LATIN_PW_USER.encode() + b"\0" +
+                                                    LATIN_PW)))
+        c = self.tls()
+        self.assertEqual(self.challenge(c, c.cmd("AUTH LOGIN " + b64(LATIN_PW_USER))), "Password:")
+        self.logged_in(c, c.cmd(b64(LATIN_PW)))
+
     def test_utf8_invalid_refused(self):
+        """After UTF8 (RFC 6856 §2) every name and password must be UTF-8: USER, PASS, the APOP
+        name, the PLAIN authcid/authzid and password, the LOGIN user and password. Each refused
+        login is a failed login: -ERR [AUTH] after failure_delay, and a "login failed" line."""
         c = self.tls()
         self.assertOK(c.cmd("UTF8"))
         for bad in (b"j\xf6rg@example.org",          # Latin-1
@@ -386,10 +431,30 @@ class SaslTest(ToolMixin, TlsCaseBase):
                     b"\xed\xa0\x80x"):                # surrogate
             with self.subTest(name=bad):
                 self.assertERR(c.cmd(b"USER " + bad))
-        self.assertOK(c.cmd(b"USER " + JORG.encode()))
-        self.assertERR(c.cmd(b"PASS p\xe4ss-\xfc"))     # the password in Latin-1
-        self.assertTrue(c.cmd("AUTH PLAIN " + b64(b"\0j\xf6rg@example.org\0x"))
-                        .startswith(b"-ERR"))
+        c = self.tls()       # a fresh count of bad commands (BAD_CMDS_AUTH is 10)
+        self.assertOK(c.cmd("UTF8"))
+        failed0 = self.d.count_log("login failed")
+        attempts = [
+            ("USER", lambda: (self.assertOK(c.cmd("USER " + LATIN_PW_USER)),
+                              self.assertAuthFails(c, b"PASS " + LATIN_PW))),
+            ("APOP", lambda: self.assertAuthFails(
+                c, apop_line(LATIN_NAME, c.greeting, LATIN_NAME_PW.encode()))),
+            ("PLAIN", lambda: self.assertAuthFails(
+                c, "AUTH PLAIN " + b64(b"\0" + LATIN_PW_USER.encode() + b"\0" + LATIN_PW))),
+            ("PLAIN", lambda: self.assertAuthFails(
+                c, "AUTH PLAIN " + b64(LATIN_NAME + b"\0" + LATIN_NAME + b"\0x"))),
+            ("LOGIN", lambda: (
+                self.assertEqual(self.challenge(c, c.cmd("AUTH LOGIN " + b64(LATIN_PW_USER))),
+                                 "Password:"),
+                self.assertAuthFails(c, b64(LATIN_PW)))),
+            ("LOGIN", lambda: self.assertAuthFails(c, "AUTH LOGIN " + b64(LATIN_NAME))),
+        ]
+        for mech, attempt in attempts:
+            with self.subTest(mechanism=mech):
+                attempt()
+        lines = self.d.log_lines("login failed")[failed0:]
+        self.assertEqual([l.split("mechanism=")[1].split(" ")[0] for l in lines],
+                         [mech for mech, _ in attempts], lines)
         self.assertOK(c.cmd(b"USER " + JORG.encode()))
         self.logged_in(c, c.cmd(b"PASS " + JORG_PW.encode()))
 

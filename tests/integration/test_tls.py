@@ -11,6 +11,7 @@ import hashlib
 import os
 import poplib
 import pwd
+import re
 import select
 import shutil
 import socket
@@ -22,10 +23,12 @@ import termios
 import time
 import unittest
 
-from harness import MDA, IO_TIMEOUT, deliver, expected_retr, parse_list, pop3_size
-from tlsutil import (TOOL_TIMEOUT, TlsCaseBase, TlsClient, ToolMixin, capa_names, client_context,
-                     fetchmail_form, files_in, getmail_form, lf_form, maildir_files, message_id,
-                     sasl_mechs, scram_secret, test_certs, vm_rss_kb, wait_stable, write_mpoprc)
+from harness import (MDA, IO_TIMEOUT, child_env, deliver, expected_retr, free_port, parse_list,
+                     pop3_size, pop3d_path)
+from tlsutil import (TOOL_TIMEOUT, TlsCaseBase, TlsClient, TlsDaemon, ToolMixin, capa_names,
+                     capa_words, client_context, fetchmail_form, files_in, free_port_v6,
+                     getmail_form, lf_form, maildir_files, message_id, sasl_mechs, scram_secret,
+                     test_certs, vm_rss_kb, wait_stable, write_mpoprc)
 
 SAM_SECRET = []      # {SCRAM-SHA-256} secret of "sam" (password "sam-pw"), made once
 
@@ -103,6 +106,15 @@ def bio_read_line(sock, obj, timeout=IO_TIMEOUT):
             raise AssertionError("closed; got %r" % buf)
         obj.incoming.write(chunk)
     return buf.split(b"\r\n", 1)[0]
+
+
+def assert_version_alert(case, handshake):
+    """handshake() must fail with the server's protocol_version alert, which Python reports as
+    "[SSL: TLSV1_ALERT_PROTOCOL_VERSION] tlsv1 alert protocol version". A server that closes
+    without sending it gives an EOF or a reset instead."""
+    with case.assertRaises(ssl.SSLError) as cm:
+        handshake()
+    case.assertIn("alert protocol version", str(cm.exception))
 
 
 def fionread(sock):
@@ -426,6 +438,8 @@ class StlsTest(TlsCase):
         self.assertIn(b"STLS", names)
         self.assertNotIn(b"USER", names)
         self.assertEqual(sasl_mechs(data), [b"SCRAM-SHA-256"])
+        # RFC 6856 §2: "UTF8 USER" says USER takes UTF-8; not while USER itself is refused
+        self.assertIn([b"UTF8"], capa_words(data))
         st, listing = c.cmd_multi("AUTH")     # the bare AUTH list agrees
         self.assertOK(st)
         self.assertEqual(listing, b"SCRAM-SHA-256\r\n")
@@ -439,8 +453,10 @@ class StlsTest(TlsCase):
                 st = c.cmd(cmd)
                 self.assertTrue(st.startswith(b"-ERR [AUTH]"), st)
                 self.assertIn(b"STLS", st)
+        # PASS after the refused USER: the same hint, not "send USER first"
         st = c.cmd("PASS alice-pw")
-        self.assertERR(st)
+        self.assertTrue(st.startswith(b"-ERR [AUTH]"), st)
+        self.assertIn(b"STLS", st)
         self.assertERR(c.cmd("STAT"), "must not be logged in")
         # the same session upgrades and logs in
         c.stls()
@@ -454,6 +470,7 @@ class StlsTest(TlsCase):
         names = capa_names(data)
         self.assertNotIn(b"STLS", names)
         self.assertIn(b"USER", names)
+        self.assertIn([b"UTF8", b"USER"], capa_words(data))
         self.assertEqual(sorted(sasl_mechs(data)), [b"LOGIN", b"PLAIN", b"SCRAM-SHA-256"])
         c.login("alice", "alice-pw")
         self.assertNotIn(b"STLS", capa_names(self.capa(c)))
@@ -517,14 +534,21 @@ class StlsTest(TlsCase):
         c.quit()
 
     def test_quit_sends_close_notify(self):
-        ctx = client_context(test_certs().cafile)
-        c = self.track(TlsClient(self.d.tls_port, greeting=False))
-        c.sock.settimeout(IO_TIMEOUT)
-        # with suppress_ragged_eofs off, a FIN without close_notify raises SSLEOFError
-        c.sock = ctx.wrap_socket(c.sock, server_hostname="localhost", suppress_ragged_eofs=False)
-        self.assertOK(c.line())
-        self.assertOK(c.cmd("QUIT"))
-        self.assertEqual(c.wait_closed(), b"")
+        """Before and after login (QUIT then goes through UPDATE): close_notify, then FIN."""
+        for login in (False, True):
+            with self.subTest(login=login):
+                ctx = client_context(test_certs().cafile)
+                c = self.track(TlsClient(self.d.tls_port, greeting=False))
+                c.sock.settimeout(IO_TIMEOUT)
+                # with suppress_ragged_eofs off, a FIN without close_notify raises SSLEOFError
+                c.sock = ctx.wrap_socket(c.sock, server_hostname="localhost",
+                                         suppress_ragged_eofs=False)
+                self.assertOK(c.line())
+                if login:
+                    c.login("alice", "alice-pw")
+                    self.assertOK(c.cmd("STAT"))
+                self.assertOK(c.cmd("QUIT"))
+                self.assertEqual(c.wait_closed(), b"")
 
     # -- handshake failures
 
@@ -613,18 +637,39 @@ class StlsTest(TlsCase):
                 line = self.failure_line(self.port_of(c))
                 self.assertNotIn("timeout", line)
 
+    def test_corrupt_record_gets_alert(self):
+        """A record that fails decryption after the handshake: the server sends the fatal alert
+        OpenSSL queued (bad_record_mac) before it closes, and nothing else. TLS 1.2, where an
+        alert record keeps its content type (21) on the wire."""
+        errors = self.d.count_log(": tls error id=")
+        c = self.track(TlsClient(self.d.tls_port, greeting=False))
+        obj = bio_handshake(c.sock, client_context(None, maximum=ssl.TLSVersion.TLSv1_2),
+                            "localhost")
+        self.assertTrue(bio_read_line(c.sock, obj).startswith(b"+OK"))
+        obj.write(b"CAPA\r\n")
+        record = bytearray(obj.outgoing.read())
+        self.assertEqual(record[0], 0x17)
+        record[-1] ^= 0x01                       # break the authentication tag
+        c.sock.sendall(bytes(record))
+        got = c.wait_closed()
+        self.assertTrue(got, "closed without an alert")
+        self.assertEqual(got[0], 0x15, "not an alert record: %r" % got[:40])
+        self.assertEqual(len(got), 5 + int.from_bytes(got[3:5], "big"), "more than one record")
+        self.d.wait_log(": tls error id=", count=errors + 1)
+
     # -- protocol versions
 
     def old_tls_refused(self, maximum):
         ctx = client_context(None, minimum=ssl.TLSVersion.TLSv1, maximum=maximum,
                              ciphers="DEFAULT:@SECLEVEL=0")
         c = self.track(TlsClient(self.d.tls_port, greeting=False))
-        with self.assertRaises((ssl.SSLError, ConnectionError), msg=maximum):
-            c.start_tls(ctx)
+        assert_version_alert(self, lambda: c.start_tls(ctx))
         line = self.failure_line(self.port_of(c))
         return line
 
     def test_tls_1_0_and_1_1_refused(self):
+        """Refused with the protocol_version alert OpenSSL queued (RFC 8446 §6.2), not a bare
+        EOF or reset, so the client can say why."""
         for v in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
             with self.subTest(version=v.name):
                 line = self.old_tls_refused(v)
@@ -691,19 +736,105 @@ class TrustedTest(TlsCase):
         c.quit()
 
 
+class V6Client(TlsClient):
+    """A clear-text client of the listener on ::1, greeting read."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("::1", port), timeout=IO_TIMEOUT)
+        self.timeout = IO_TIMEOUT
+        self.buf = bytearray()
+        self.greeting = self.line()
+
+
+class TrustedV6Test(TlsCase):
+    """auth.plaintext_trusted = ( "::1" ): a client on ::1 may log in with USER/PASS without
+    TLS, one on 127.0.0.1 (not listed) may not."""
+    DAEMON = {"plaintext_trusted": ["::1"], "v6_listener": True}
+
+    @classmethod
+    def setUpClass(cls):
+        try:
+            free_port_v6()
+        except OSError as e:
+            raise unittest.SkipTest("no IPv6 loopback on this machine: %s" % e)
+        super().setUpClass()
+
+    def test_v6_loopback_may_log_in_without_tls(self):
+        c = V6Client(self.d.v6_port)
+        key = "ip=::1 port=%d tls=no" % c.sock.getsockname()[1]
+        try:
+            data = self.capa(c)
+            self.assertIn(b"USER", capa_names(data))
+            self.assertIn([b"UTF8", b"USER"], capa_words(data))
+            self.assertEqual(sorted(sasl_mechs(data)), [b"LOGIN", b"PLAIN", b"SCRAM-SHA-256"])
+            c.login("alice", "alice-pw")
+            self.assertOK(c.cmd("STAT"))
+            c.quit()
+        finally:
+            c.close()
+        self.d.wait_log(key)
+        # the IPv4 loopback is not in the list
+        c = self.plain()
+        self.assertNotIn(b"USER", capa_names(self.capa(c)))
+        self.assertTrue(c.cmd("USER alice").startswith(b"-ERR [AUTH]"))
+        c.quit()
+
+
+class CiphersTest(TlsCase):
+    """tls.ciphersuites (TLS 1.3) and tls.ciphers (TLS 1.2) restrict what is negotiated: with
+    only ChaCha20-Poly1305 configured, a client offering it among AES suites gets it, and a
+    client offering only AES-GCM is refused."""
+    DAEMON = {"sni": False,
+              "tls_extra": 'ciphersuites = "TLS_CHACHA20_POLY1305_SHA256"; '
+                           'ciphers = "ECDHE-ECDSA-CHACHA20-POLY1305";'}
+
+    def test_tls13_gets_the_configured_suite(self):
+        # Python's client offers TLS_AES_256_GCM_SHA384 first, then ChaCha20, then AES-128
+        c = self.tls(client_context(None, minimum=ssl.TLSVersion.TLSv1_3))
+        self.assertEqual(c.sock.cipher()[0], "TLS_CHACHA20_POLY1305_SHA256")
+        c.login("alice", "alice-pw")
+        c.quit()
+
+    def test_tls13_client_without_the_suite_refused(self):
+        """openssl s_client offering only AES-GCM suites (Python cannot choose TLS 1.3 suites)."""
+        n = self.d.count_log("tls handshake failed")
+        r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.d.tls_port,
+                            "-tls1_3", "-ciphersuites",
+                            "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256", "-brief"],
+                           input=b"QUIT\n", capture_output=True, timeout=TOOL_TIMEOUT)
+        out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+        self.assertNotEqual(r.returncode, 0, out)
+        self.assertIn("handshake failure", out)
+        self.assertNotIn("+OK", out)
+        self.assertIn("no shared cipher", self.d.wait_log("tls handshake failed", count=n + 1))
+
+    def test_tls12_gets_the_configured_cipher(self):
+        c = self.tls(client_context(None, maximum=ssl.TLSVersion.TLSv1_2))
+        self.assertEqual(c.sock.version(), "TLSv1.2")
+        self.assertEqual(c.sock.cipher()[0], "ECDHE-ECDSA-CHACHA20-POLY1305")
+        c.quit()
+
+    def test_tls12_client_without_the_cipher_refused(self):
+        ctx = client_context(None, maximum=ssl.TLSVersion.TLSv1_2,
+                             ciphers="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384")
+        c = self.track(TlsClient(self.d.tls_port, greeting=False))
+        with self.assertRaises(ssl.SSLError) as cm:
+            c.start_tls(ctx)
+        self.assertIn("handshake failure", str(cm.exception))
+        self.assertIn("no shared cipher", self.failure_line(self.port_of(c)))
+
+
 class Tls13OnlyTest(TlsCase):
     DAEMON = {"min_version": "TLSv1.3", "sni": False}
 
     def test_tls_1_2_client_refused(self):
         ctx = client_context(None, maximum=ssl.TLSVersion.TLSv1_2)
         c = self.track(TlsClient(self.d.tls_port, greeting=False))
-        with self.assertRaises((ssl.SSLError, ConnectionError)):
-            c.start_tls(ctx)
+        assert_version_alert(self, lambda: c.start_tls(ctx))
         self.assertRegex(self.failure_line(self.port_of(c)), "(?i)version|protocol")
         # STLS too
         c = self.plain()
-        with self.assertRaises((ssl.SSLError, ConnectionError)):
-            c.stls(ctx)
+        assert_version_alert(self, lambda: c.stls(ctx))
         self.assertRegex(self.failure_line(self.port_of(c)), "(?i)version|protocol")
 
     def test_tls_1_3_client_accepted(self):
@@ -711,6 +842,56 @@ class Tls13OnlyTest(TlsCase):
         self.assertEqual(c.sock.version(), "TLSv1.3")
         c.login("alice", "alice-pw")
         c.quit()
+
+
+# ====================================================================== pop3d -t
+
+class ConfigCheckTlsTest(unittest.TestCase):
+    """pop3d -t loads every certificate and key: a key that does not match its certificate is
+    an error naming the file and the setting (exit 1); a certificate expiring within 30 days
+    is a warning (exit 0)."""
+
+    def setUp(self):
+        self.d = TlsDaemon(test_certs())
+        self.addCleanup(self.d.cleanup_dir)
+        self.d.port = free_port()
+        self.d.write_files()
+
+    def check(self, old, new):
+        with open(self.d.conf) as f:
+            text = f.read()
+        self.assertIn(old, text)
+        with open(self.d.conf, "w") as f:
+            f.write(text.replace(old, new, 1))
+        r = subprocess.run([pop3d_path(), "-c", self.d.conf, "-t"], capture_output=True,
+                           timeout=TOOL_TIMEOUT, env=child_env(), cwd="/")
+        return r.returncode, r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+
+    def test_key_not_matching_certificate(self):
+        rc, out = self.check('key = "cert.key"', 'key = "mail-example-net.key"')
+        self.assertEqual(rc, 1, out)
+        key = os.path.join(self.d.dir, "mail-example-net.key")
+        self.assertRegex(out, re.escape(key) + r": tls\.key: does not match .*cert\.pem", out)
+
+    def test_sni_key_not_matching_certificate(self):
+        rc, out = self.check('key = "pop-example-org.key"', 'key = "cert.key"')
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, re.escape(os.path.join(self.d.dir, "cert.key")) +
+                         r": tls\.sni\[\d\]\.key: does not match", out)
+
+    def test_certificate_expiring_soon_warns(self):
+        cert, key = (os.path.join(self.d.dir, n) for n in ("soon.pem", "soon.key"))
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                            "-days", "10", "-subj", "/CN=localhost"],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rc, out = self.check('certificate = "cert.pem"; key = "cert.key";',
+                             'certificate = "soon.pem"; key = "soon.key";')
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, re.escape(cert) + r": tls\.certificate: expires on .*within 30 days",
+                         out)
+        self.assertIn("configuration is valid", out)
 
 
 # ====================================================================== a client that stops reading

@@ -80,6 +80,16 @@ def test_certs():
 
 # ---------------------------------------------------------------- daemon with TLS listeners
 
+def free_port_v6():
+    """A free port on ::1; raises OSError when this host has no IPv6 loopback."""
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        s.bind(("::1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
 def _other_port(taken):
     for _ in range(20):
         p = free_port()
@@ -95,9 +105,14 @@ class TlsDaemon(Daemon):
 
     def __init__(self, certs, min_version="TLSv1.2", handshake_timeout=3, plaintext="tls-only",
                  plaintext_trusted=None, plain_listener=False, sni=True, users_bytes=None,
-                 auth_backoff_base=0, **kw):
-        """users_bytes: the users file's exact content (e.g. UTF-8 names), replacing users."""
+                 auth_backoff_base=0, tls_extra="", v6_listener=False, **kw):
+        """users_bytes: the users file's exact content (e.g. UTF-8 names), replacing users.
+        tls_extra: settings added to the tls group (e.g. ciphers). v6_listener: one more STLS
+        listener on ::1 (self.v6_port)."""
         super().__init__(plaintext=plaintext, **kw)
+        self.tls_extra = tls_extra
+        self.v6_listener = v6_listener
+        self.v6_port = None
         self.auth_backoff_base = auth_backoff_base
         self.users_bytes = users_bytes
         self.certs = certs
@@ -113,6 +128,8 @@ class TlsDaemon(Daemon):
         self.tls_port = _other_port({self.port})
         if self.plain_listener:
             self.plain_port = _other_port({self.port, self.tls_port})
+        if self.v6_listener:
+            self.v6_port = free_port_v6()
         self.certs.copy_into(self.dir)
         super().write_files()
         if self.users_bytes is not None:
@@ -124,6 +141,8 @@ class TlsDaemon(Daemon):
                   '{ address = "127.0.0.1"; port = %d; tls = "implicit"; }' % self.tls_port]
         if self.plain_listener:
             listen.append('{ address = "127.0.0.1"; port = %d; tls = "none"; }' % self.plain_port)
+        if self.v6_listener:
+            listen.append('{ address = "::1"; port = %d; tls = "starttls"; }' % self.v6_port)
         trusted = ""
         if self.plaintext_trusted is not None:
             trusted = " plaintext_trusted = ( %s );" % ", ".join(
@@ -149,8 +168,9 @@ class TlsDaemon(Daemon):
             % (self.idle_timeout, self.max_connections, self.max_connections_per_ip,
                repr(float(self.auth_backoff_base))) +
             'tls = { certificate = "%s"; key = "%s"; min_version = "%s"; '
-            "handshake_timeout = %d;%s };\n"
-            % (cert, key, self.min_version, self.handshake_timeout, sni)
+            "handshake_timeout = %d;%s%s };\n"
+            % (cert, key, self.min_version, self.handshake_timeout, sni,
+               " " + self.tls_extra if self.tls_extra else "")
         ) + self.process_config() + self.extra_config
 
     def process_config(self):

@@ -520,6 +520,76 @@ static void test_grow(void **state)
 	linein_free(&l);
 }
 
+/*
+ * The input buffer holds passwords (PASS, AUTH lines): a buffer linein gives back must be
+ * wiped first. The Makefile links this test with -Wl,--wrap=free, so every free() of
+ * linein.o comes here and the watched block can be checked just before it is released.
+ * realloc would free the old block inside libc, never reaching here: that counts as unwiped.
+ */
+void __real_free(void *p);
+void __wrap_free(void *p);
+
+static const void *watch_p;
+static size_t watch_n;
+static int watch_freed, watch_clean;
+
+void __wrap_free(void *p)
+{
+	size_t i;
+
+	if (p != NULL && p == watch_p) {
+		watch_freed = 1;
+		watch_clean = 1;
+		for (i = 0; i < watch_n; i++)
+			if (((const unsigned char *)p)[i] != 0)
+				watch_clean = 0;
+		watch_p = NULL;
+	}
+	__real_free(p);
+}
+
+static void watch(const void *p, size_t n)
+{
+	watch_p = p;
+	watch_n = n;
+	watch_freed = watch_clean = 0;
+}
+
+/* A buffer that held a password, consumed or still pending, is wiped before it is freed. */
+static void test_grow_and_free_wipe(void **state)
+{
+	static const char in[] = "PASS s3cret\nAUTH";
+	struct linein l;
+	struct slice s;
+	char *p;
+	size_t room;
+
+	(void)state;
+	assert_int_equal(linein_init(&l, 32), 0);
+	linein_space(&l, &p, &room);
+	memcpy(p, in, sizeof in - 1);
+	linein_commit(&l, sizeof in - 1);
+	assert_int_equal(linein_next(&l, 30, &s), LINEIN_LINE);
+	assert_memory_equal(s.p, "PASS s3cret", 11);
+	watch(l.buf, l.cap);
+	assert_int_equal(linein_grow(&l, 4096), 0);
+	assert_true(watch_freed);
+	assert_true(watch_clean);
+	assert_int_equal(linein_pending(&l), 4);                      /* "AUTH" kept */
+	linein_space(&l, &p, &room);
+	memcpy(p, " PLAIN\n", 7);
+	linein_commit(&l, 7);
+	assert_int_equal(linein_next(&l, 4094, &s), LINEIN_LINE);
+	assert_int_equal(s.n, 10);
+	assert_memory_equal(s.p, "AUTH PLAIN", 10);
+	watch(l.buf, l.cap);
+	linein_free(&l);
+	assert_true(watch_freed);
+	assert_true(watch_clean);
+	assert_null(l.buf);
+	linein_free(&l);                                              /* twice is fine */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -538,6 +608,7 @@ int main(void)
 		cmocka_unit_test(test_space_full),
 		cmocka_unit_test(test_max_per_call),
 		cmocka_unit_test(test_grow),
+		cmocka_unit_test(test_grow_and_free_wipe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

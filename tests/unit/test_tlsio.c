@@ -772,6 +772,27 @@ static void test_chain_file(void **state)
 }
 
 /* A TLS 1.2 client asking to renegotiate does not get a new handshake. */
+/* Decrypted records (PASS, AUTH lines) are wiped by OpenSSL, also after SNI picks a context. */
+static void test_plaintext_cleansed(void **state)
+{
+	const struct env *e = *state;
+	struct tls_sni_cfg sni[] = {
+		{ S("mail.example.net"), S(e->pem[C_MAIL]), S(e->key[C_MAIL]), 1 },
+	};
+	struct tls_cfg cfg = base_cfg(e, sni, 1);
+	struct pair p;
+	char cn[128];
+	int c;
+
+	pair_new(&p, &cfg, 0, 0, "mail.example.net");
+	assert_true(tls_conn_cleanses_plaintext(p.s));
+	assert_int_equal(handshake(p.s, &p.cl, &c), TLS_OK);
+	peer_cn(&p.cl, cn, sizeof(cn));
+	assert_string_equal(cn, "mail.example.net");
+	assert_true(tls_conn_cleanses_plaintext(p.s));
+	pair_free(&p);
+}
+
 static void test_no_renegotiation(void **state)
 {
 	struct tls_cfg cfg = base_cfg(*state, NULL, 0);
@@ -1041,6 +1062,7 @@ int main(void)
 		cmocka_unit_test(test_not_pem),
 		cmocka_unit_test(test_encrypted_key),
 		cmocka_unit_test(test_chain_file),
+		cmocka_unit_test(test_plaintext_cleansed),
 		cmocka_unit_test(test_no_renegotiation),
 		cmocka_unit_test(test_expired_is_error),
 		cmocka_unit_test(test_near_expiry_is_warning),
