@@ -185,15 +185,23 @@ utf8_ok(const struct session *s, const char *p, size_t n)
 	return !s->utf8 || utf8_valid(p, n);
 }
 
-/* A name refused before any lookup still counts as a failed login (fail2ban). */
+static uint64_t backoff_extra(struct session *s, uint64_t now);
+
+/*
+ * A name refused at USER, before any lookup or path: answered at once (no
+ * password was tried), but a failed login for the counters, fail2ban and the
+ * per-address backoff like any other.
+ */
 static void
 log_bad_name(struct session *s, struct slice name, const char *mech)
 {
+	uint64_t extra = backoff_extra(s, uv_now(s->d->loop));
 	char user[300];
 
+	s->d->stats.login_failures++;
 	str_escape(user, sizeof user, name.p, name.n, 64);
-	log_msg(LOG_INFO, "login failed id=%llx ip=%s user=%s mechanism=%s backoff_ms=0",
-	        (unsigned long long)s->id, s->peer, user, mech);
+	log_msg(LOG_INFO, "login failed id=%llx ip=%s user=%s mechanism=%s backoff_ms=%llu",
+	        (unsigned long long)s->id, s->peer, user, mech, (unsigned long long)extra);
 }
 
 enum p3_outcome
@@ -386,7 +394,7 @@ out:
 
 /* Credentials are good: lock and scan the maildrop off the loop. */
 static void
-login_ok(struct session *s)
+login_open(struct session *s)
 {
 	const struct user *u = users_find(s->users, s->user, s->user_len);
 	char path[4096];
@@ -426,6 +434,45 @@ oom:
 	s->busy = 0;
 	session_replyf(s, "-ERR [SYS/TEMP] out of memory");
 	session_resume(s);
+}
+
+/*
+ * The backoff holds every answer to an address with recent failures, not only
+ * the -ERR: were a right password answered at once, a guesser could drop each
+ * attempt after a few milliseconds without +OK and guess at full speed. The
+ * hold is what the address's next failure would have waited beyond
+ * failure_delay before this one.
+ */
+static uint64_t
+backoff_hold(struct session *s, uint64_t now)
+{
+	const struct backoff_cfg *b = &s->cs->cfg->backoff;
+	struct ipkey k;
+
+	if (b->base_ms == 0 || s->trusted)
+		return 0;
+	ipkey_for_backoff(&s->peer_key, &k);
+	return backoff_delay_ms(b->base_ms, b->max_ms,
+	                        daemon_ip_failures(s->d, &k, now, (uint64_t)b->forget * 1000));
+}
+
+static void
+on_hold_done(uv_timer_t *t)
+{
+	login_open(t->data);
+}
+
+/* Credentials are right: open the maildrop once the address's backoff allows. */
+static void
+login_ok(struct session *s)
+{
+	uint64_t now = uv_now(s->d->loop), spent = now - s->auth_started;
+	uint64_t hold = backoff_hold(s, now);
+
+	if (spent >= hold)
+		login_open(s);
+	else
+		uv_timer_start(&s->delay, on_hold_done, hold - spent, 0);
 }
 
 static void

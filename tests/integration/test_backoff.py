@@ -13,6 +13,7 @@ SourceClient is a harness.Client with a source address. Times are checked as min
 exact values come from backoff_ms in the log.
 """
 import base64
+import hashlib
 import os
 import re
 import select
@@ -129,9 +130,14 @@ class BackoffTest(BackoffCase):
         # the third reply waited failure_delay + 0.8 s at least, and longer than the first
         self.assertGreaterEqual(got[2][0], FAILURE_DELAY + 0.8 - SLACK)
         self.assertGreater(got[2][0], got[0][0])
-        # the address is slowed down, not locked out: the right password still works
+        # the address is slowed down, not locked out: the right password still works, but
+        # its +OK is held as long as a failure's extra wait (else a guesser could give up on
+        # every attempt not answered at once and guess at full speed)
         c2 = self.client(d)
-        c2.login("alice", "alice-pw")
+        self.assertOK(c2.cmd("USER alice"))
+        t0 = time.monotonic()
+        self.assertOK(c2.cmd("PASS alice-pw"))
+        self.assertGreaterEqual(time.monotonic() - t0, 1.0 - SLACK, "+OK not held by the backoff")
         c2.quit()
         # every failure is logged once, with the client address and the mechanism
         lines = d.log_lines("login failed")
@@ -150,6 +156,17 @@ class BackoffTest(BackoffCase):
         self.assertEqual(ms, 400, line)
         self.assertIn("mechanism=PLAIN", line)
         self.assertTook(took, ms, "AUTH PLAIN")
+
+    def test_impossible_user_name_counts(self):
+        """USER with a name that cannot exist is refused at once, and still is a failed login:
+        logged with its backoff, counted toward the address's next wait."""
+        d = self.daemon(limits_extra=limits(base=0.1, max_=1.0))
+        c = self.client(d)
+        st = c.cmd("USER a/b")
+        self.assertTrue(st.startswith(b"-ERR [AUTH]"), st)
+        line = d.wait_log("login failed")
+        self.assertIn("backoff_ms=100", line)
+        self.assertEqual(self.fail_login(d, c)[1], 200)
 
     def test_forgotten_after_quiet_period(self):
         forget = 2
@@ -192,6 +209,31 @@ class BackoffTest(BackoffCase):
         self.assertEqual([ms for _, ms in self.failures(d, u, 2)], [100, 200])
         t.login("alice", "alice-pw")
         t.quit()
+
+    def test_right_password_held_for_every_mechanism(self):
+        """APOP and AUTH PLAIN successes wait out the backoff too; another address does not."""
+        d = self.daemon(limits_extra=limits(base=0.6, max_=0.6))
+        c = self.client(d)
+        self.failures(d, c, 1)
+        for mech in ("APOP", "PLAIN"):
+            c = self.client(d)
+            t0 = time.monotonic()
+            if mech == "APOP":
+                stamp = re.search(rb"<[^>]*>", c.greeting).group(0)
+                digest = hashlib.md5(stamp + b"alice-pw").hexdigest()
+                st = c.cmd("APOP alice " + digest)
+            else:
+                st = c.cmd("AUTH PLAIN " + base64.b64encode(b"\0alice\0alice-pw").decode())
+            took = time.monotonic() - t0
+            self.assertOK(st)
+            self.assertGreaterEqual(took, 0.6 - SLACK, "%s +OK after %.3fs" % (mech, took))
+            c.quit()
+            d.wait_session_end(d.count_log("session end") + 1)
+        b = self.client(d, OTHER_IP)
+        t0 = time.monotonic()
+        b.login("alice", "alice-pw")
+        self.assertLess(time.monotonic() - t0, 0.6, "another address was held")
+        b.quit()
 
     def test_trusted_block(self):
         d = self.daemon(limits_extra=limits(base=0.2, max_=1.0, trusted=["127.0.0.0/8"]))
