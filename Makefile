@@ -103,7 +103,7 @@ check-san:
 
 # No network and no root needed: DESTDIR=/tmp/stage make install stages a package.
 DOCDIR  := $(DESTDIR)$(PREFIX)/share/doc/pop3d/examples
-EXAMPLES := etc/pop3d.conf etc/users.example etc/pop3d.service etc/pop3d.socket
+EXAMPLES := etc/pop3d.conf etc/users.example etc/pop3d.service etc/pop3d.socket etc/haproxy.cfg
 
 install: $(BUILD)/pop3d
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \

@@ -32,6 +32,7 @@ class InstallTest(unittest.TestCase):
                         "share/doc/pop3d/examples/users.example",
                         "share/doc/pop3d/examples/pop3d.service",
                         "share/doc/pop3d/examples/pop3d.socket",
+                        "share/doc/pop3d/examples/haproxy.cfg",
                         "share/doc/pop3d/examples/fail2ban/filter.d/pop3d.conf",
                         "share/doc/pop3d/examples/fail2ban/jail.d/pop3d.conf"):
                 path = os.path.join(root, rel)
