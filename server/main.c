@@ -285,7 +285,7 @@ on_reload(uv_signal_t *sig, int signum)
 	if (d->stopping)
 		return;
 	sdn_reloading();
-	log_msg(LOG_INFO, "reloading %s", d->config_path);
+	log_notice("reloading %s", d->config_path);
 	cs = load_report(d->config_path, 1, 0);
 	if (cs == NULL) {
 		log_msg(LOG_ERR, "reload rejected: the configuration has problems; "
@@ -308,7 +308,7 @@ on_reload(uv_signal_t *sig, int signum)
 	d->stats.reloads++;
 	workers_post(d, DMSG_RELOAD, cs, 0);
 	expire_timer_start(d);
-	log_msg(LOG_INFO, "reloaded users=%zu sessions=%zu (running sessions keep their settings)",
+	log_notice("reloaded users=%zu sessions=%zu (running sessions keep their settings)",
 	        cs->users->n, atomic_load(&d->sh->nsessions));
 	sdn_ready();
 }
@@ -322,7 +322,7 @@ on_counters(uv_signal_t *sig, int signum)
 
 	(void)signum;
 	workers_counters(d, &sum);
-	log_msg(LOG_INFO, "counters connections=%llu refused=%llu sessions_open=%zu logins=%llu "
+	log_notice("counters connections=%llu refused=%llu sessions_open=%zu logins=%llu "
 	        "login_failures=%llu retr=%llu retr_bytes=%llu deleted=%llu deleted_dele=%llu "
 	        "deleted_download=%llu deleted_expire=%llu reloads=%llu",
 	        (unsigned long long)c->connections, (unsigned long long)c->refused,
@@ -358,7 +358,7 @@ on_stop(uv_signal_t *sig, int signum)
 	workers_post(d, DMSG_STOP, NULL, grace);
 	listen_close_all(d);
 	workers_wait_stopped(d, 1000);   /* then nobody accepts: the port refuses */
-	log_msg(LOG_INFO, "shutting down on %s sessions=%zu grace=%us",
+	log_notice("shutting down on %s sessions=%zu grace=%us",
 	        signum == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&d->sh->nsessions), grace);
 	daemon_stop(d, grace);
 	uv_unref((uv_handle_t *)&d->sig_term);
@@ -468,7 +468,7 @@ run(const char *path)
 	uv_signal_start(&d.sig_hup, on_reload, SIGHUP);
 	uv_signal_start(&d.sig_usr1, on_counters, SIGUSR1);
 	expire_timer_start(&d);
-	log_msg(LOG_INFO, "ready version=%s users=%zu listeners=%zu workers=%zu", POP3D_VERSION,
+	log_notice("ready version=%s users=%zu listeners=%zu workers=%zu", POP3D_VERSION,
 	        d.cur->users->n, d.nlisteners, d.nworkers + 1);
 	sdn_ready();
 	rc = 0;
@@ -490,7 +490,7 @@ drain:
 	workers_join(&d);   /* worker_done closed: every worker has ended */
 	if (rc == 0)
 		on_counters(&d.sig_usr1, SIGUSR1);
-	log_msg(LOG_INFO, "stopped");
+	log_notice("stopped");
 out:
 	if (d.loop != NULL) {
 		int r = uv_loop_close(d.loop);

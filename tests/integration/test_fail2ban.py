@@ -41,7 +41,7 @@ USERS = {
 
 # What pop3d puts before the text on stderr: "TIME pop3d[PID]: LEVEL: ".
 STDERR_PREFIX = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) pop3d\[(\d+)\]: "
-                           r"(error|warning|info|debug): ")
+                           r"(error|warning|notice|info|debug): ")
 LINES = re.compile(r"Lines: (\d+) lines, (\d+) ignored, (\d+) matched, (\d+) missed")
 
 # User names the client picks; each must cost one failed login logged for 127.0.0.1.

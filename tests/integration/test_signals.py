@@ -411,6 +411,22 @@ class CountersTest(SignalCase):
         self.assertIn("connections=4 ", final)
 
 
+    def test_counters_are_logged_at_level_warning(self):
+        """An admin who keeps the log quiet still gets the answer to SIGUSR1 (and to the start
+        and stop): those lines are notices written whatever log.level says."""
+        d = self.daemon(extra_config='log = { level = "warning"; };\n')
+        self.assertIn(": notice: ready ", d.wait_log(": ready"))
+        self.assert_login_fails(d, "alice", "wrong")      # counted before its -ERR is sent
+        got = d.counters()
+        self.assertEqual(got["login_failures"], 1)
+        self.assertIn(": notice: counters ", d.log_lines("counters ")[-1])
+        self.assertEqual(d.count_log("login failed"), 0, "the level filter applies to the rest")
+        self.assertEqual(d.count_log(": info: "), 0, d.stderr())
+        d.kill(signal.SIGTERM)
+        self.assert_stopped_cleanly(d, d.wait_exit())
+        self.assertIn(": notice: shutting down on SIGTERM", d.stderr())
+
+
 # ---------------------------------------------------------------- SIGTERM / SIGINT
 
 class StopTest(SignalCase):
