@@ -568,5 +568,7 @@ trans_quit(struct session *s)
 		session_replyf(s, "-ERR [SYS/TEMP] update failed; nothing was removed");
 		return P3_CLOSE;
 	}
+	/* From here on a shutdown lets it finish; the line shows when it began (slow storage). */
+	log_msg(LOG_DEBUG, "update start id=%llx", (unsigned long long)s->id);
 	return P3_BUSY;
 }

@@ -524,6 +524,46 @@ class StopTest(SignalCase):
         self.assert_stopped_cleanly(d, d.wait_exit())
         self.assertEqual(self.names_in(d, "alice"), [msgs[0][0]])
 
+    def test_session_in_update_finishes_after_sigterm(self):
+        """A session that sent QUIT is in UPDATE: a SIGTERM then, even with no grace at all,
+        lets its UPDATE run to the end; the client gets its +OK and the files are gone."""
+        n = 20000                                   # enough unlinks to outlast the signal
+        d = self.daemon(extra_config=process("shutdown_grace = 0;")
+                        + 'log = { level = "debug"; };\n')
+        md = d.maildir("alice")
+        t = time.time() - 100
+        for i in range(n):                          # no fsync per file, unlike deliver()
+            path = os.path.join(md, "new", "%d.M%d.update-test" % (int(t), i))
+            with open(path, "wb") as f:
+                f.write(b"Subject: %d\n\nx\n" % i)
+            os.utime(path, (t, t))
+        a = self.session(d, "alice")
+        self.assertTrue(a.cmd("STAT").startswith(b"+OK %d " % n))
+        batch = 1000
+        for first in range(1, n + 1, batch):        # pipelined, a batch at a time
+            a.send(b"".join(b"DELE %d\r\n" % k for k in range(first, first + batch)))
+            for _ in range(batch):
+                self.assertOK(a.line())
+        a.send(b"QUIT\r\n")
+        d.wait_log("update start id=")              # in UPDATE now: the event, not a sleep
+        d.kill(signal.SIGTERM)
+        st = a.line(timeout=EXIT_TIMEOUT)
+        self.assertEqual(st, b"+OK bye, %d messages removed" % n)
+        a.wait_closed()
+        self.assert_stopped_cleanly(d, d.wait_exit())
+        self.assertEqual(self.names_in(d, "alice"), [])
+        with d._cond:
+            lines = list(d.lines)
+        stop = [i for i, l in enumerate(lines) if "shutting down on SIGTERM" in l]
+        upd = [i for i, l in enumerate(lines) if ": update id=" in l]
+        self.assertEqual(len(stop), 1, lines[-5:])
+        self.assertEqual(len(upd), 1, lines[-5:])
+        # the signal came while UPDATE ran (else this test proves nothing)
+        self.assertIn(" sessions=1 ", lines[stop[0]])
+        self.assertLess(stop[0], upd[0], "UPDATE was over before the signal: raise n")
+        self.assertIn(" removed=%d " % n, lines[upd[0]])
+        self.assertIn('reason="quit"', d.log_lines("session end")[-1])
+
 
 if __name__ == "__main__":
     unittest.main()
