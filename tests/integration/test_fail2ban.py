@@ -27,8 +27,9 @@ from harness import REPO, Client, Daemon, Pop3TestCase, apop_timestamp  # noqa: 
 
 FILTER = os.path.join(REPO, "etc", "fail2ban", "filter.d", "pop3d.conf")
 JAIL = os.path.join(REPO, "etc", "fail2ban", "jail.d", "pop3d.conf")
-F2B_REGEX = shutil.which("fail2ban-regex")
-F2B_CLIENT = shutil.which("fail2ban-client")
+# Where scripts/deps.sh looks too: PATH, then the sbin folders a normal user's PATH may lack.
+F2B_REGEX = shutil.which("fail2ban-regex") or shutil.which("fail2ban-regex", path="/usr/sbin:/sbin")
+F2B_CLIENT = shutil.which("fail2ban-client") or shutil.which("fail2ban-client", path="/usr/sbin:/sbin")
 F2B_SYSTEM_CONF = "/etc/fail2ban"
 F2B_TIMEOUT = 120
 
