@@ -335,22 +335,18 @@ on_counters(uv_signal_t *sig, int signum)
 }
 
 /*
- * SIGTERM/SIGINT: stop accepting, let sessions finish for process.shutdown_grace
- * seconds, then close the rest without UPDATE (one already in UPDATE finishes);
- * every worker does the same. The main loop ends when its last handle is
- * closed, and worker_done is one until every worker has ended.
+ * Stop accepting, let sessions finish for process.shutdown_grace seconds, then
+ * close the rest without UPDATE (one already in UPDATE finishes); every worker
+ * does the same. The main loop ends when its last handle is closed, and
+ * worker_done is one until every worker has ended. signame: the signal that
+ * asked, or NULL after a failed start, whose cause is logged already (so the
+ * log never names a signal nobody sent).
  */
 static void
-on_stop(uv_signal_t *sig, int signum)
+begin_stop(struct daemon *d, const char *signame)
 {
-	struct daemon *d = sig->data;
 	uint32_t grace = d->cur->cfg->process.shutdown_grace;
 
-	if (d->stopping) {   /* a second signal: do not wait any longer */
-		session_close_all(d, "shutdown");
-		workers_post(d, DMSG_CLOSE_ALL, NULL, 0);
-		return;
-	}
 	sdn_stopping();
 	uv_close((uv_handle_t *)&d->expire_timer, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
@@ -358,11 +354,26 @@ on_stop(uv_signal_t *sig, int signum)
 	workers_post(d, DMSG_STOP, NULL, grace);
 	listen_close_all(d);
 	workers_wait_stopped(d, 1000);   /* then nobody accepts: the port refuses */
-	log_notice("shutting down on %s sessions=%zu grace=%us",
-	        signum == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&d->sh->nsessions), grace);
+	if (signame != NULL)
+		log_notice("shutting down on %s sessions=%zu grace=%us", signame,
+		           atomic_load(&d->sh->nsessions), grace);
 	daemon_stop(d, grace);
 	uv_unref((uv_handle_t *)&d->sig_term);
 	uv_unref((uv_handle_t *)&d->sig_int);
+}
+
+/* SIGTERM/SIGINT: the first stops (begin_stop), a second closes every session at once. */
+static void
+on_stop(uv_signal_t *sig, int signum)
+{
+	struct daemon *d = sig->data;
+
+	if (d->stopping) {   /* a second signal: do not wait any longer */
+		session_close_all(d, "shutdown");
+		workers_post(d, DMSG_CLOSE_ALL, NULL, 0);
+		return;
+	}
+	begin_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 /*
@@ -451,18 +462,18 @@ run(const char *path)
 	uv_signal_start(&d.sig_int, on_stop, SIGINT);
 
 	if (listen_open_all(&d) != 0) {
-		on_stop(&d.sig_term, SIGTERM);
+		begin_stop(&d, NULL);
 		goto drain;
 	}
 	/* Ports bound, keys and users loaded: nothing more needs root (habit 13). */
 	if (privdrop(&d.cur->cfg->process, perr, sizeof perr) != 0) {
 		log_msg(LOG_ERR, "cannot start: %s", perr);
-		on_stop(&d.sig_term, SIGTERM);
+		begin_stop(&d, NULL);
 		goto drain;
 	}
 	nworkers = d.cur->cfg->process.workers ? d.cur->cfg->process.workers : workers_default();
 	if (workers_start(&d, nworkers) != 0) {
-		on_stop(&d.sig_term, SIGTERM);
+		begin_stop(&d, NULL);
 		goto drain;
 	}
 	uv_signal_start(&d.sig_hup, on_reload, SIGHUP);

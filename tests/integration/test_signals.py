@@ -22,7 +22,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (IO_TIMEOUT, SANITIZER_MARKERS, STOP_TIMEOUT, Closed, Daemon, Pop3TestCase,
-                     deliver, expected_retr, pop3_size)
+                     child_env, deliver, expected_retr, pop3_size, pop3d_path)
 from tlsutil import TlsClient, TlsDaemon, client_context, test_certs
 
 EXIT_TIMEOUT = 20.0       # generous: the machine may be loaded
@@ -523,6 +523,28 @@ class StopTest(SignalCase):
         a.wait_closed()
         self.assert_stopped_cleanly(d, d.wait_exit())
         self.assertEqual(self.names_in(d, "alice"), [msgs[0][0]])
+
+    def test_failed_start_names_no_signal(self):
+        """A port already in use stops the start: the log says why and never mentions a
+        signal nobody sent (it used to say "shutting down on SIGTERM")."""
+        busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        d = SigDaemon()
+        self.addCleanup(d.cleanup_dir)
+        d.port = busy.getsockname()[1]
+        d.write_files()
+        r = subprocess.run([pop3d_path(), "-c", d.conf], stdin=subprocess.DEVNULL,
+                           capture_output=True, cwd="/", env=child_env(), timeout=EXIT_TIMEOUT)
+        err = r.stderr.decode("utf-8", "replace")
+        self.assertEqual(r.returncode, 1, err)
+        self.assertIn("address already in use", err.lower())
+        self.assertNotIn("SIGTERM", err)
+        self.assertNotIn("shutting down", err)
+        self.assertNotIn(": ready", err)
+        for marker in SANITIZER_MARKERS:
+            self.assertNotIn(marker, err)
 
     def test_session_in_update_finishes_after_sigterm(self):
         """A session that sent QUIT is in UPDATE: a SIGTERM then, even with no grace at all,
