@@ -114,6 +114,9 @@ install: $(BUILD)/pop3d
 	$(INSTALL) -m 0644 etc/pop3d.8 $(DESTDIR)$(PREFIX)/share/man/man8/pop3d.8
 	$(INSTALL) -m 0644 etc/pop3d.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/pop3d.conf.5
 	$(INSTALL) -m 0644 $(EXAMPLES) $(DOCDIR)/
+	# The unit names the binary: point it at this PREFIX (etc/ says /usr/local).
+	sed 's|/usr/local/sbin/pop3d|$(PREFIX)/sbin/pop3d|g' etc/pop3d.service > $(DOCDIR)/pop3d.service
+	chmod 0644 $(DOCDIR)/pop3d.service
 	if [ -d etc/fail2ban ]; then \
 		for f in $$(cd etc && find fail2ban -type f); do \
 			$(INSTALL) -d -m 0755 "$(DOCDIR)/$$(dirname "$$f")" && \
