@@ -159,7 +159,8 @@ report_user_event(const struct expire_opts *o, enum log_level lvl, const char *e
 		emit(o, lvl, "{\"event\":\"%s\",\"user\":%s,\"reason\":%s}", ev, js(u, user), js(r, reason));
 		return;
 	}
-	str_escape(rr, sizeof rr, reason, strlen(reason), OUT_CAP);
+	/* Quoted below when it has a space, so its spaces stay readable. */
+	str_escape_quoted(rr, sizeof rr, reason, strlen(reason), OUT_CAP);
 	emit(o, lvl, "expire %s user=%s reason=%s%s%s", ev, txt(o, u, user),
 	    strchr(rr, ' ') != NULL ? "\"" : "", rr, strchr(rr, ' ') != NULL ? "\"" : "");
 }

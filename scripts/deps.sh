@@ -6,6 +6,8 @@ mode=${1:-build}
 need=""
 
 have_pc() { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists "$1"; }
+# Daemons' tools live in /usr/sbin on Debian (haproxy), off a normal user's PATH.
+have_cmd() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 want() { need="$need $1"; }
 
 command -v pkg-config >/dev/null 2>&1 || want pkg-config
@@ -25,8 +27,8 @@ if [ "$mode" = test ]; then
 	command -v fetchmail >/dev/null 2>&1 || want fetchmail
 	command -v getmail >/dev/null 2>&1 || want getmail6
 	command -v mpop >/dev/null 2>&1 || want mpop
-	command -v fail2ban-regex >/dev/null 2>&1 || want fail2ban
-	command -v haproxy >/dev/null 2>&1 || want haproxy
+	have_cmd fail2ban-regex || want fail2ban
+	have_cmd haproxy || want haproxy
 fi
 
 [ -z "$need" ] && exit 0

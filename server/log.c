@@ -59,23 +59,19 @@ log_close(void)
 		closelog();
 }
 
-void
-log_msg(enum log_level lvl, const char *fmt, ...)
+/* One line at syslog priority prio; word names it on stderr. */
+static void
+vlog(int prio, const char *word, const char *fmt, va_list ap)
 {
 	char line[LOG_LINE_MAX], stamp[32];
 	struct tm tm;
 	time_t now;
-	va_list ap;
 	int off;
 
-	if ((int)lvl < 0 || (int)lvl > atomic_load(&log_min))
-		return;
 	if (atomic_load(&log_syslog)) {
 		/* syslog adds the time, host and pop3d[PID]; the priority says the level. */
-		va_start(ap, fmt);
 		vsnprintf(line, sizeof line, fmt, ap);
-		va_end(ap);
-		syslog(syslog_prio[lvl], "%s", line);
+		syslog(prio, "%s", line);
 		return;
 	}
 	now = time(NULL);
@@ -83,17 +79,37 @@ log_msg(enum log_level lvl, const char *fmt, ...)
 	strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	if (atomic_load(&log_pid) == 0)
 		atomic_store(&log_pid, (long)getpid());
-	off = snprintf(line, sizeof line, "%s pop3d[%ld]: %s: ", stamp, atomic_load(&log_pid),
-	               level_name[lvl]);
+	off = snprintf(line, sizeof line, "%s pop3d[%ld]: %s: ", stamp, atomic_load(&log_pid), word);
 	if (off < 0 || (size_t)off >= sizeof line)
 		return;
-	va_start(ap, fmt);
 	vsnprintf(line + off, sizeof line - (size_t)off, fmt, ap);
-	va_end(ap);
 	/* One write per line so concurrent writers never interleave inside a line. */
 	off = (int)strlen(line);
 	if ((size_t)off >= sizeof line - 1)
 		off = (int)sizeof line - 2;
 	line[off++] = '\n';
 	(void)!write(STDERR_FILENO, line, (size_t)off);
+}
+
+void
+log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	va_list ap;
+
+	if ((int)lvl < 0 || (int)lvl > atomic_load(&log_min))
+		return;
+	va_start(ap, fmt);
+	vlog(syslog_prio[lvl], level_name[lvl], fmt, ap);
+	va_end(ap);
+}
+
+void
+log_notice(const char *fmt, ...)
+{
+	va_list ap;
+
+	/* No level check: the admin asked (a signal, a start), so the answer is always written. */
+	va_start(ap, fmt);
+	vlog(LOG_NOTICE, "notice", fmt, ap);
+	va_end(ap);
 }

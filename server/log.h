@@ -48,4 +48,14 @@ void log_set_level(enum log_level min);
  */
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * The answer to something the admin did: start ("ready"), SIGHUP ("reloading",
+ * "reloaded"), SIGUSR1 ("counters"), SIGTERM/SIGINT ("shutting down",
+ * "stopped"). Written whatever log.level says, even "error": an admin who
+ * asked for the counters must get them, and these lines come one per request,
+ * so they cannot flood a quiet log. Priority LOG_NOTICE on syslog, the word
+ * "notice" on stderr; otherwise as log_msg.
+ */
+void log_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif

@@ -319,7 +319,7 @@ reload_apply(struct daemon *d, struct conf_set *cs)
 	d->stats.reloads++;
 	workers_post(d, DMSG_RELOAD, cs, 0);
 	expire_timer_start(d);
-	log_msg(LOG_INFO, "reloaded users=%zu sessions=%zu (running sessions keep their settings)",
+	log_notice("reloaded users=%zu sessions=%zu (running sessions keep their settings)",
 	        cs->users->n, atomic_load(&d->sh->nsessions));
 }
 
@@ -352,7 +352,7 @@ reload_start(struct daemon *d)
 	struct reload_job *j = calloc(1, sizeof *j);
 
 	sdn_reloading();
-	log_msg(LOG_INFO, "reloading %s", d->config_path);
+	log_notice("reloading %s", d->config_path);
 	if (j != NULL) {
 		j->d = d;
 		j->req.data = j;
@@ -390,7 +390,7 @@ on_counters(uv_signal_t *sig, int signum)
 
 	(void)signum;
 	workers_counters(d, &sum);
-	log_msg(LOG_INFO, "counters connections=%llu refused=%llu sessions_open=%zu logins=%llu "
+	log_notice("counters connections=%llu refused=%llu sessions_open=%zu logins=%llu "
 	        "login_failures=%llu retr=%llu retr_bytes=%llu deleted=%llu deleted_dele=%llu "
 	        "deleted_download=%llu deleted_expire=%llu reloads=%llu",
 	        (unsigned long long)c->connections, (unsigned long long)c->refused,
@@ -403,22 +403,18 @@ on_counters(uv_signal_t *sig, int signum)
 }
 
 /*
- * SIGTERM/SIGINT: stop accepting, let sessions finish for process.shutdown_grace
- * seconds, then close the rest without UPDATE (one already in UPDATE finishes);
- * every worker does the same. The main loop ends when its last handle is
- * closed, and worker_done is one until every worker has ended.
+ * Stop accepting, let sessions finish for process.shutdown_grace seconds, then
+ * close the rest without UPDATE (one already in UPDATE finishes); every worker
+ * does the same. The main loop ends when its last handle is closed, and
+ * worker_done is one until every worker has ended. signame: the signal that
+ * asked, or NULL after a failed start, whose cause is logged already (so the
+ * log never names a signal nobody sent).
  */
 static void
-on_stop(uv_signal_t *sig, int signum)
+begin_stop(struct daemon *d, const char *signame)
 {
-	struct daemon *d = sig->data;
 	uint32_t grace = d->cur->cfg->process.shutdown_grace;
 
-	if (d->stopping) {   /* a second signal: do not wait any longer */
-		session_close_all(d, "shutdown");
-		workers_post(d, DMSG_CLOSE_ALL, NULL, 0);
-		return;
-	}
 	sdn_stopping();
 	uv_close((uv_handle_t *)&d->expire_timer, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
@@ -426,11 +422,26 @@ on_stop(uv_signal_t *sig, int signum)
 	workers_post(d, DMSG_STOP, NULL, grace);
 	listen_close_all(d);
 	workers_wait_stopped(d, 1000);   /* then nobody accepts: the port refuses */
-	log_msg(LOG_INFO, "shutting down on %s sessions=%zu grace=%us",
-	        signum == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&d->sh->nsessions), grace);
+	if (signame != NULL)
+		log_notice("shutting down on %s sessions=%zu grace=%us", signame,
+		           atomic_load(&d->sh->nsessions), grace);
 	daemon_stop(d, grace);
 	uv_unref((uv_handle_t *)&d->sig_term);
 	uv_unref((uv_handle_t *)&d->sig_int);
+}
+
+/* SIGTERM/SIGINT: the first stops (begin_stop), a second closes every session at once. */
+static void
+on_stop(uv_signal_t *sig, int signum)
+{
+	struct daemon *d = sig->data;
+
+	if (d->stopping) {   /* a second signal: do not wait any longer */
+		session_close_all(d, "shutdown");
+		workers_post(d, DMSG_CLOSE_ALL, NULL, 0);
+		return;
+	}
+	begin_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 /*
@@ -519,24 +530,24 @@ run(const char *path)
 	uv_signal_start(&d.sig_int, on_stop, SIGINT);
 
 	if (listen_open_all(&d) != 0) {
-		on_stop(&d.sig_term, SIGTERM);
+		begin_stop(&d, NULL);
 		goto drain;
 	}
 	/* Ports bound, keys and users loaded: nothing more needs root (habit 13). */
 	if (privdrop(&d.cur->cfg->process, perr, sizeof perr) != 0) {
 		log_msg(LOG_ERR, "cannot start: %s", perr);
-		on_stop(&d.sig_term, SIGTERM);
+		begin_stop(&d, NULL);
 		goto drain;
 	}
 	nworkers = d.cur->cfg->process.workers ? d.cur->cfg->process.workers : workers_default();
 	if (workers_start(&d, nworkers) != 0) {
-		on_stop(&d.sig_term, SIGTERM);
+		begin_stop(&d, NULL);
 		goto drain;
 	}
 	uv_signal_start(&d.sig_hup, on_reload, SIGHUP);
 	uv_signal_start(&d.sig_usr1, on_counters, SIGUSR1);
 	expire_timer_start(&d);
-	log_msg(LOG_INFO, "ready version=%s users=%zu listeners=%zu workers=%zu", POP3D_VERSION,
+	log_notice("ready version=%s users=%zu listeners=%zu workers=%zu", POP3D_VERSION,
 	        d.cur->users->n, d.nlisteners, d.nworkers + 1);
 	sdn_ready();
 	rc = 0;
@@ -558,7 +569,7 @@ drain:
 	workers_join(&d);   /* worker_done closed: every worker has ended */
 	if (rc == 0)
 		on_counters(&d.sig_usr1, SIGUSR1);
-	log_msg(LOG_INFO, "stopped");
+	log_notice("stopped");
 out:
 	if (d.loop != NULL) {
 		int r = uv_loop_close(d.loop);

@@ -476,10 +476,12 @@ log_removals(struct session *s)
 		const struct msg *m = &s->md->msgs[i];
 		if (!(m->flags & MSG_REMOVE))
 			continue;
-		if (m->flags & MSG_DELE)
+		if (m->flags & MSG_DELE) {
 			s->d->stats.deleted_dele++;
-		else
+		} else {
 			s->d->stats.deleted_download++;
+			s->removed_policy++;
+		}
 		log_msg(LOG_INFO, "remove id=%llx user=%s uidl=%s cause=%s age_days=%lld size=%llu",
 		        (unsigned long long)s->id, user, m->uidl,
 		        (m->flags & MSG_DELE) ? "dele" : "download",
@@ -576,5 +578,7 @@ trans_quit(struct session *s)
 		session_replyf(s, "-ERR [SYS/TEMP] update failed; nothing was removed");
 		return P3_CLOSE;
 	}
+	/* From here on a shutdown lets it finish; the line shows when it began (slow storage). */
+	log_msg(LOG_DEBUG, "update start id=%llx", (unsigned long long)s->id);
 	return P3_BUSY;
 }

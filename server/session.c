@@ -600,11 +600,13 @@ log_session_end(struct session *s, const char *reason)
 	else
 		str_escape(user, sizeof user, s->user, s->user_len, 64);
 	log_msg(LOG_INFO, "session end id=%llx user=%s ip=%s port=%u tls=%s duration_ms=%llu "
-	        "retr=%llu retr_bytes=%llu dele=%llu removed=%llu worker=%u reason=\"%s\"",
+	        "retr=%llu retr_bytes=%llu dele=%llu removed=%llu removed_policy=%llu worker=%u "
+	        "reason=\"%s\"",
 	        (unsigned long long)s->id, user, s->peer, s->peer_port,
 	        s->tls_state == TLSS_ACTIVE ? "yes" : "no", (unsigned long long)ms, (unsigned long long)s->retr_count,
 	        (unsigned long long)s->retr_bytes, (unsigned long long)s->dele_count,
-	        (unsigned long long)s->removed, s->d->index, reason);
+	        (unsigned long long)s->removed, (unsigned long long)s->removed_policy, s->d->index,
+	        reason);
 }
 
 void

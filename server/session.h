@@ -124,8 +124,12 @@ struct session {
 	const char      *mech;           /* mechanism of the login attempt, for logs */
 	struct job       job;
 
-	/* per-session counts for the end-of-session log line */
-	uint64_t         retr_count, retr_bytes, dele_count, removed;
+	/*
+	 * Per-session counts for the end-of-session log line. removed: files UPDATE
+	 * removed, for DELE or by the retention policy; removed_policy: of those,
+	 * the ones the policy chose (retention = "delete" after a download).
+	 */
+	uint64_t         retr_count, retr_bytes, dele_count, removed, removed_policy;
 	uint64_t         started_ms;
 };
 

@@ -79,8 +79,13 @@ int slice_token(struct slice *rest, struct slice *tok)
 	return tok->n > 0;
 }
 
-/* The escaped form of one byte into u (at most 4 octets); returns its length. */
-static size_t escape_unit(unsigned char c, char u[4])
+/*
+ * The escaped form of one byte into u (at most 4 octets); returns its length.
+ * In a token (quoted == 0) space and '=' are hex too: an unquoted key=value
+ * value then never contains a space, so a client-chosen name cannot add a key
+ * such as " ip=6.6.6.6" to the line. Inside double quotes they are harmless.
+ */
+static size_t escape_unit(unsigned char c, char u[4], int quoted)
 {
 	static const char hex[] = "0123456789abcdef";
 
@@ -89,7 +94,7 @@ static size_t escape_unit(unsigned char c, char u[4])
 		u[1] = (char)c;
 		return 2;
 	}
-	if (c == ' ' || (c >= 0x21 && c <= 0x7E)) {
+	if ((c >= 0x21 && c <= 0x7E && c != '=') || (quoted && (c == ' ' || c == '='))) {
 		u[0] = (char)c;
 		return 1;
 	}
@@ -104,7 +109,8 @@ static size_t escape_unit(unsigned char c, char u[4])
  * Escapes are never split. When the escaped text does not fit, as many whole
  * escapes as leave room for "..." are written, then "..." if it fits.
  */
-size_t str_escape(char *dst, size_t dstlen, const char *src, size_t n, size_t cap)
+static size_t escape(char *dst, size_t dstlen, const char *src, size_t n, size_t cap,
+                     int quoted)
 {
 	size_t shown = n < cap ? n : cap;
 	int cut = n > cap;
@@ -115,12 +121,12 @@ size_t str_escape(char *dst, size_t dstlen, const char *src, size_t n, size_t ca
 	if (dstlen == 0)
 		return 0;
 	for (i = 0; i < shown; i++)
-		total += escape_unit((unsigned char)src[i], u);
+		total += escape_unit((unsigned char)src[i], u, quoted);
 	reserve = total + 1 <= dstlen ? 0 : 3;
 	if (reserve)
 		cut = 1;
 	for (i = 0; i < shown; i++) {
-		size_t ul = escape_unit((unsigned char)src[i], u);
+		size_t ul = escape_unit((unsigned char)src[i], u, quoted);
 
 		if (w + ul + reserve + 1 > dstlen)
 			break;
@@ -133,6 +139,16 @@ size_t str_escape(char *dst, size_t dstlen, const char *src, size_t n, size_t ca
 	}
 	dst[w] = '\0';
 	return w;
+}
+
+size_t str_escape(char *dst, size_t dstlen, const char *src, size_t n, size_t cap)
+{
+	return escape(dst, dstlen, src, n, cap, 0);
+}
+
+size_t str_escape_quoted(char *dst, size_t dstlen, const char *src, size_t n, size_t cap)
+{
+	return escape(dst, dstlen, src, n, cap, 1);
 }
 
 void wipe(void *p, size_t n)

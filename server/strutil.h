@@ -36,11 +36,19 @@ int slice_token(struct slice *rest, struct slice *tok);
 
 /*
  * Write a printable, escaped copy of src into dst (always NUL-terminated when
- * dstlen > 0) for logs: bytes outside 0x21..0x7E other than space become
- * \xHH, '\\' and '"' are backslash-escaped, and at most cap input bytes are
- * shown, followed by "..." when src was longer. Returns the length written.
+ * dstlen > 0) for an unquoted log value (key=VALUE): bytes outside 0x21..0x7E,
+ * space and '=' become \xHH, '\\' and '"' are backslash-escaped, and at most
+ * cap input bytes are shown, followed by "..." when src was longer. The result
+ * is one token without '=': it cannot end the value or start another key.
+ * dst needs 4 * cap + 4 octets for the whole text. Returns the length written.
  */
 size_t str_escape(char *dst, size_t dstlen, const char *src, size_t n, size_t cap);
+
+/*
+ * As str_escape, for text the caller puts inside double quotes (key="TEXT"):
+ * space and '=' are kept, since only an unescaped '"' could end the value.
+ */
+size_t str_escape_quoted(char *dst, size_t dstlen, const char *src, size_t n, size_t cap);
 
 /* Overwrite n bytes so the compiler cannot elide it (for secrets). */
 void wipe(void *p, size_t n);

@@ -8,6 +8,12 @@ with unittest against DIR/pop3d (env POP3D), up to --jobs modules at a time (def
 with one line "N passed, N failed" counting every cmocka test case and every unittest test.
 Exits non-zero when anything failed or when no test ran. Sanitizer options are set for every
 child so a sanitizer build (DIR=build/san) aborts on the first report.
+
+Skipped tests are listed at the end with their reasons. With POP3D_REQUIRE_ALL=1 in the
+environment (or --require-all) every skip counts as a failure: `make test` sets it, because it
+installs every tool the tests need (fail2ban, haproxy, ...) and runs as root, so a skip there
+means the set-up is broken, not that the feature works. `make check` and --only runs leave it
+unset: a skip is reported, not failed.
 """
 import argparse
 import concurrent.futures
@@ -94,12 +100,14 @@ def run_module_inprocess(path):
     failed = len(failed_ids)
     print(RESULT_TAG + json.dumps({"ran": res.testsRun, "failed": failed,
                                    "skipped": len(res.skipped),
+                                   "skips": [[t.id(), reason] for t, reason in res.skipped],
                                    "seconds": round(time.monotonic() - t0, 1)}))
     return 0 if failed == 0 else 1
 
 
 def run_module(path, env):
-    """Run one module in a child python; return (passed, failed, skipped, output, seconds)."""
+    """Run one module in a child python; return (passed, failed, skips, output, seconds), skips
+    being [(test id, reason)]."""
     t0 = time.monotonic()
     try:
         r = subprocess.run([sys.executable, os.path.abspath(__file__), "--module", path],
@@ -115,10 +123,11 @@ def run_module(path, env):
         if line.startswith(RESULT_TAG):
             m = json.loads(line[len(RESULT_TAG):])
     if m is None:
-        return 0, 1, 0, out + "\n%s: no result (crashed or timed out)\n" % path, seconds
+        return 0, 1, [], out + "\n%s: no result (crashed or timed out)\n" % path, seconds
     out = "\n".join(l for l in out.splitlines() if not l.startswith(RESULT_TAG)) + "\n"
     passed = max(0, m["ran"] - m["failed"] - m["skipped"])
-    return passed, m["failed"], m["skipped"], out, seconds
+    skips = [tuple(x) for x in m.get("skips", [])]
+    return passed, m["failed"], skips, out, seconds
 
 
 def make_corpus():
@@ -138,6 +147,9 @@ def main():
     ap.add_argument("--build", help="build folder holding pop3d (e.g. build, build/san)")
     ap.add_argument("--jobs", type=int, default=2, help="integration modules run at once")
     ap.add_argument("--only", help="run only integration modules whose name contains this")
+    ap.add_argument("--require-all", action="store_true",
+                    default=os.environ.get("POP3D_REQUIRE_ALL") == "1",
+                    help="count every skipped test as failed (default: env POP3D_REQUIRE_ALL=1)")
     ap.add_argument("--module", help=argparse.SUPPRESS)
     ap.add_argument("units", nargs="*", help="cmocka unit test binaries")
     args = ap.parse_args()
@@ -156,6 +168,7 @@ def main():
     if corpus_tmp is not None:                   # test_multiline checks every corpus message
         env["POP3D_CORPUS"] = os.path.join(corpus_tmp.name, "Maildir")
     total_pass = total_fail = total_skip = 0
+    skipped = []          # (what, reason) for the report at the end
     t_start = time.monotonic()
 
     for path in args.units:
@@ -167,6 +180,8 @@ def main():
         total_pass += p
         total_fail += f
         total_skip += s
+        if s:
+            skipped.append((os.path.basename(path), "%d cmocka test(s) called skip()" % s))
 
     if not os.access(env["POP3D"], os.X_OK):
         print("warning: %s is missing: every integration test will fail" % env["POP3D"])
@@ -180,7 +195,8 @@ def main():
         futs = {pool.submit(run_module, m, env): m for m in modules}
         for fut in concurrent.futures.as_completed(futs):
             path = futs[fut]
-            p, f, s, out, secs = fut.result()
+            p, f, skips, out, secs = fut.result()
+            s = len(skips)
             print("=== integration %s (%.1fs)" % (os.path.relpath(path, REPO), secs))
             sys.stdout.write(out)
             print("--- %s: %d passed, %d failed%s" % (os.path.basename(path), p, f,
@@ -188,9 +204,16 @@ def main():
             total_pass += p
             total_fail += f
             total_skip += s
+            skipped.extend(skips)
 
     print("=== %.1fs for %s" % (time.monotonic() - t_start, env["POP3D"]))
-    if total_skip:
+    for what, reason in sorted(skipped):
+        print("skipped: %s: %s" % (what, reason.strip().splitlines()[0] if reason.strip() else ""))
+    if total_skip and args.require_all:
+        print("%d skipped, counted as failed (POP3D_REQUIRE_ALL=1: make test installs what the "
+              "tests need and runs as root, so a skip means the set-up is broken)" % total_skip)
+        total_fail += total_skip
+    elif total_skip:
         print("(%d skipped, not counted as passed)" % total_skip)
     print("%d passed, %d failed" % (total_pass, total_fail), flush=True)
     return 1 if total_fail or total_pass == 0 else 0

@@ -27,8 +27,9 @@ from harness import REPO, Client, Daemon, Pop3TestCase, apop_timestamp  # noqa: 
 
 FILTER = os.path.join(REPO, "etc", "fail2ban", "filter.d", "pop3d.conf")
 JAIL = os.path.join(REPO, "etc", "fail2ban", "jail.d", "pop3d.conf")
-F2B_REGEX = shutil.which("fail2ban-regex")
-F2B_CLIENT = shutil.which("fail2ban-client")
+# Where scripts/deps.sh looks too: PATH, then the sbin folders a normal user's PATH may lack.
+F2B_REGEX = shutil.which("fail2ban-regex") or shutil.which("fail2ban-regex", path="/usr/sbin:/sbin")
+F2B_CLIENT = shutil.which("fail2ban-client") or shutil.which("fail2ban-client", path="/usr/sbin:/sbin")
 F2B_SYSTEM_CONF = "/etc/fail2ban"
 F2B_TIMEOUT = 120
 
@@ -41,7 +42,7 @@ USERS = {
 
 # What pop3d puts before the text on stderr: "TIME pop3d[PID]: LEVEL: ".
 STDERR_PREFIX = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) pop3d\[(\d+)\]: "
-                           r"(error|warning|info|debug): ")
+                           r"(error|warning|notice|info|debug): ")
 LINES = re.compile(r"Lines: (\d+) lines, (\d+) ignored, (\d+) matched, (\d+) missed")
 
 # User names the client picks; each must cost one failed login logged for 127.0.0.1.
@@ -50,7 +51,30 @@ HOSTILE_NAMES = [
     "x pop3d[1]: info: login failed id=1 ip=6.6.6.7 user=y mechanism=USER",
     "back\\slash m\u00fcller",
     "A" * 70 + " ip=6.6.6.8",                   # cut at 64 octets: the tail is never logged
+    "x mechanism=APOP backoff_ms=0 ip=6.6.6.11",  # fake keys after the name
 ]
+
+
+def logfmt_keys(text):
+    """The keys of a key=value text as a logfmt reader sees them: a value that starts with '"'
+    runs to the next '"' not escaped by a backslash, any other value to the next space."""
+    keys, i, n = [], 0, len(text)
+    while i < n:
+        j = i
+        while j < n and text[j] not in " =":
+            j += 1
+        if j < n and text[j] == "=":
+            keys.append(text[i:j])
+            j += 1
+            if j < n and text[j] == '"':
+                j += 1
+                while j < n and text[j] != '"':
+                    j += 2 if text[j] == "\\" else 1
+                j += 1
+            while j < n and text[j] != " ":
+                j += 1
+        i = j + 1
+    return keys
 
 
 class F2bDaemon(Daemon):
@@ -162,6 +186,8 @@ class Fail2banFilter(Pop3TestCase):
             lambda: self.fail_plain(d, 'j\u00f6rg "the" m\u00fcller ip=6.6.6.9', "x"),
             # A control character: refused as a name, still a failed login (logged as user=).
             lambda: self.fail_plain(d, "tab\there ip=6.6.6.10", "x"),
+            # The audit's name: over AUTH PLAIN it once logged a second ip= and mechanism=.
+            lambda: self.fail_plain(d, "x mechanism=APOP backoff_ms=0 ip=6.6.6.12", "x"),
             lambda: self.fail_apop(d, "alice"),
         ] + [lambda name=name: self.fail_user_pass(d, name, "x") for name in HOSTILE_NAMES]
         for attempt in attempts:
@@ -185,10 +211,23 @@ class Fail2banFilter(Pop3TestCase):
         self.assertEqual(len(failed), n, "\n".join(lines))
         for l in failed:
             self.assertIn(" ip=127.0.0.1 user=", l)
-        # What the filter is up against, as pop3d wrote it: escaped, 6.6.6.x only inside user=.
-        self.assertTrue(any('user=Mr \\"Evil\\" O\'Hara ip=6.6.6.6' in l for l in failed), failed)
-        self.assertTrue(any("user=back\\\\slash m\\xc3\\xbcller mechanism=USER" in l
+        # What the filter is up against, as pop3d wrote it: escaped into one token (space and
+        # '=' as \xHH), 6.6.6.x only inside user=.
+        self.assertTrue(any('user=Mr\\x20\\"Evil\\"\\x20O\'Hara\\x20ip\\x3d6.6.6.6\\x20mechanism\\x3dUSER '
+                            in l for l in failed), failed)
+        self.assertTrue(any("user=back\\\\slash\\x20m\\xc3\\xbcller mechanism=USER" in l
                             for l in failed), failed)
+        self.assertTrue(any("user=x\\x20mechanism\\x3dAPOP\\x20backoff_ms\\x3d0\\x20ip\\x3d6.6.6.11 "
+                            "mechanism=USER" in l for l in failed), failed)
+        # No name adds a key: every key of every line appears once, read as logfmt would.
+        for l in lines:
+            m = STDERR_PREFIX.match(l)
+            if m is None:
+                continue
+            keys = logfmt_keys(l[m.end():])
+            self.assertEqual(len(keys), len(set(keys)), "a key twice in: " + l)
+            if l[m.end():].startswith("login failed "):
+                self.assertEqual(keys, ["id", "ip", "user", "mechanism", "backoff_ms"], l)
         self.assertFalse(any("6.6.6.8" in l for l in lines), "cut at 64 octets")
 
         log = self.write_log("stderr.log", lines)

@@ -1,4 +1,5 @@
-"""`make install` with PREFIX and DESTDIR puts the binary, both man pages and the examples in place.
+"""`make install` with PREFIX and DESTDIR puts the binary, both man pages and the examples in place;
+the installed pop3d.service runs PREFIX/sbin/pop3d.
 
 Runs the real Makefile target into a temporary DESTDIR, for the build the suite is testing (the
 folder of $POP3D), so nothing is rebuilt and nothing outside the temporary folder is written.
@@ -32,14 +33,21 @@ class InstallTest(unittest.TestCase):
                         "share/doc/pop3d/examples/users.example",
                         "share/doc/pop3d/examples/pop3d.service",
                         "share/doc/pop3d/examples/pop3d.socket",
+                        "share/doc/pop3d/examples/haproxy.cfg",
                         "share/doc/pop3d/examples/fail2ban/filter.d/pop3d.conf",
                         "share/doc/pop3d/examples/fail2ban/jail.d/pop3d.conf"):
                 path = os.path.join(root, rel)
                 self.assertTrue(os.path.isfile(path), rel)
+                self.assertEqual(os.stat(path).st_mode & 0o777, 0o644, rel)
                 with open(os.path.join(REPO, "etc", os.path.basename(rel) if "fail2ban" not in rel
                                        else rel.split("examples/", 1)[1]), "rb") as a, \
                         open(path, "rb") as b:
-                    self.assertEqual(a.read(), b.read(), rel)
+                    want = a.read()
+                    if rel.endswith("pop3d.service"):
+                        # the unit runs the binary of this PREFIX, never DESTDIR's staging copy
+                        self.assertIn(b"ExecStart=/usr/local/sbin/pop3d ", want)
+                        want = want.replace(b"/usr/local/sbin/pop3d", b"/opt/p3/sbin/pop3d")
+                    self.assertEqual(want, b.read(), rel)
             # nothing but the prefix under DESTDIR
             self.assertEqual(os.listdir(dest), ["opt"])
         finally:

@@ -5,12 +5,15 @@ prints its `ready` line, be nobody/nogroup in every id the kernel keeps (/proc/P
 effective, saved and file-system uid and gid), hold only nobody's supplementary groups (never
 0) and no capability, and still serve a login, a RETR and an UPDATE in a maildir owned by nobody.
 Without process.user it refuses to serve as root unless process.allow_root = true. A user that
-does not exist, and a user other than the current one when not started as root, stop the start.
+does not exist, a user with uid 0 (without allow_root), and a user other than the current one when
+not started as root, stop the start. A SIGHUP after the drop reads the files as that user: a users
+file it cannot read is rejected, logged, and the running settings stay.
 These tests need root (they skip otherwise) and the nobody user and nogroup group of Debian.
 """
 import grp
 import os
 import pwd
+import signal
 import subprocess
 import unittest
 
@@ -147,6 +150,58 @@ class PrivDropTest(Pop3TestCase):
         # allow_root defaults to false: an empty process group is the same refusal.
         d = self.daemon_with({}, start=False)
         self.refused(d, REFUSE_ROOT)
+
+    def test_user_with_uid_0_refused(self):
+        # Naming root (or any uid-0 account) as process.user is not a drop: refused the same
+        # way as no user, unless allow_root says so.
+        d = self.daemon_with({"user": "root"}, start=False)
+        self.refused(d, 'process.user "root" is uid 0: refusing to serve as root')
+
+    def test_user_with_uid_0_and_allow_root_serves(self):
+        d = self.daemon_with({"user": "root", "allow_root": True})
+        self.assertEqual(proc_status(d.proc.pid)["Uid"], ["0"] * 4)
+        d.stop()
+
+    def test_reload_after_drop_with_unreadable_users_file(self):
+        """SIGHUP after the drop reads the files as nobody: a users file only root can read
+        is rejected with its error logged; the old settings stay and sessions go on."""
+        uid, gid = NOBODY.pw_uid, NOGROUP.gr_gid
+        d = self.daemon_with({"user": "nobody", "group": "nogroup"}, owner=(uid, gid),
+                             start=False)
+        deliver(d.maildir("alice"), MSG)
+        d.start()
+        before = self.connect(d)                     # a session open across the reload
+        before.login("alice", d.password("alice"))
+        self.assertEqual(os.stat(d.users_file).st_uid, 0)
+        self.assertEqual(os.stat(d.users_file).st_mode & 0o777, 0o600)
+        d.users["erin"] = "{PLAIN}erin-pw"           # what the rejected reload would add
+        d.write_files()                              # root-owned, 0600 again
+        d.proc.send_signal(signal.SIGHUP)
+        line = d.wait_log("reload rejected")
+        err = d.stderr()
+        self.assertIn("Permission denied", err)
+        self.assertIn(d.users_file, err)
+        self.assertEqual(d.count_log("reloaded users="), 0, err)
+        self.assertIn("running one stays in force", line)
+        self.assertTrue(d.alive())
+        # the open session works on; a new one uses the old users (no erin)
+        self.assertTrue(before.cmd("STAT").startswith(b"+OK 1 "))
+        before.quit()
+        c = self.connect(d)
+        c.login("bob@example.org", d.password("bob@example.org"))
+        c.quit()
+        e = self.connect(d)
+        self.assertOK(e.cmd("USER erin"))
+        self.assertTrue(e.cmd("PASS erin-pw").startswith(b"-ERR [AUTH]"))
+        e.quit()
+        # made readable for nobody, the same files are taken
+        os.chown(d.users_file, uid, gid)
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("reloaded users=")
+        e = self.connect(d)
+        e.login("erin", "erin-pw")
+        e.quit()
+        d.stop()
 
     def test_allow_root_serves_as_root(self):
         d = self.daemon_with({"allow_root": True})

@@ -2,14 +2,16 @@
 against one pop3d: v1 TCP4/TCP6/UNKNOWN, v2 INET/INET6/LOCAL built byte by byte after HAProxy's
 proxy-protocol.txt, a header sharing its write with the first commands, a header trickled one
 octet per write, an untrusted peer, invalid headers, the 3 s header deadline, the per-IP cap
-counting the header's address, the address every log line carries, and implicit TLS behind a
-header.
+counting the header's address, the authentication backoff keyed by the header's address (per IPv4
+address, per IPv6 /64, none for limits.trusted), the address every log line carries, and implicit
+TLS behind a header. IPv6 clients come only from headers: no IPv6 socket is needed.
 
 Nothing sleeps for a guessed time: waits are for a reply, a close or a log line, except the
 deliberate pacing of the trickling clients, which is what those tests are about.
 """
 import ipaddress
 import os
+import re
 import select
 import socket
 import struct
@@ -387,6 +389,98 @@ class PerIpCapTest(ProxyCase):
         g = self.greeted(d, v1("203.0.113.5", "198.51.100.1", 28004, 110))
         g.quit()
         self.session_end(d, "203.0.113.5", 28004)
+
+
+# ---------------------------------------------------------------- backoff keyed by the header
+
+class ProxyBackoffDaemon(ProxyDaemon):
+    """ProxyDaemon with limits_extra inside the limits group harness.Daemon writes."""
+
+    def __init__(self, limits_extra="", **kw):
+        super().__init__(failure_delay=0, **kw)
+        self.limits_extra = limits_extra
+
+    def config_text(self):
+        text, n = re.subn(r"(?m)^(limits = \{.*?)\s*\};$",
+                          lambda m: "%s %s };" % (m.group(1), self.limits_extra),
+                          super().config_text())
+        assert n == 1, text
+        return text
+
+
+class BackoffTest(ProxyCase):
+    """The per-address backoff counts the address from the PROXY header (every connection here
+    comes from 127.0.0.1), per IPv4 address and per IPv6 /64, and skips limits.trusted."""
+
+    BASE_MS = 50
+
+    def bdaemon(self, trusted=None):
+        extra = ("auth_backoff_base = %s; auth_backoff_max = 5.0; auth_backoff_forget = 600;"
+                 % repr(self.BASE_MS / 1000.0))
+        if trusted:
+            extra += " trusted = ( %s );" % ", ".join('"%s"' % t for t in trusted)
+        d = ProxyBackoffDaemon(limits_extra=extra)
+        self.addCleanup(d.cleanup_dir)
+        self.addCleanup(d.stop)
+        d.start()
+        return d
+
+    def backoff(self, d, header, ip):
+        """One failed login behind header; the backoff_ms its "login failed" line shows."""
+        n = d.count_log("login failed")
+        c = self.greeted(d, header)
+        self.assertOK(c.cmd("USER alice"))
+        self.assertTrue(c.cmd("PASS wrong").startswith(b"-ERR [AUTH]"))
+        c.quit()
+        line = d.wait_log("login failed", count=n + 1)
+        self.assertIn(" ip=%s user=alice " % ip, line)
+        m = re.search(r" backoff_ms=(\d+)", line)
+        self.assertIsNotNone(m, line)
+        return int(m.group(1))
+
+    def test_ipv4_header_address_is_the_key(self):
+        d = self.bdaemon()
+        b = self.BASE_MS
+        self.assertEqual(self.backoff(d, v1("192.0.2.50", "198.51.100.1", 25000, 110),
+                                      "192.0.2.50"), b)
+        self.assertEqual(self.backoff(d, v2("192.0.2.50", "198.51.100.1", 25001, 110),
+                                      "192.0.2.50"), 2 * b)
+        # same balancer connection address (127.0.0.1), another client: its own count
+        self.assertEqual(self.backoff(d, v1("192.0.2.51", "198.51.100.1", 25002, 110),
+                                      "192.0.2.51"), b)
+        self.assertEqual(self.backoff(d, v2("192.0.2.50", "198.51.100.1", 25003, 110),
+                                      "192.0.2.50"), 4 * b)
+
+    def test_ipv6_counts_per_64(self):
+        d = self.bdaemon()
+        b = self.BASE_MS
+        # three addresses of 2001:db8:1:2::/64, over v1 and v2: one count
+        self.assertEqual(self.backoff(d, v1("2001:db8:1:2::1", "2001:db8::1", 25100, 110),
+                                      "2001:db8:1:2::1"), b)
+        self.assertEqual(self.backoff(d, v2("2001:db8:1:2::ffff", "2001:db8::1", 25101, 110),
+                                      "2001:db8:1:2::ffff"), 2 * b)
+        self.assertEqual(self.backoff(d, v1("2001:db8:1:2:aaaa::9", "2001:db8::1", 25102, 110),
+                                      "2001:db8:1:2:aaaa::9"), 4 * b)
+        # the next /64 starts from zero
+        self.assertEqual(self.backoff(d, v2("2001:db8:1:3::1", "2001:db8::1", 25103, 110),
+                                      "2001:db8:1:3::1"), b)
+
+    def test_trusted_networks_get_no_backoff(self):
+        d = self.bdaemon(trusted=("2001:db8:9::/48", "192.0.2.128/25"))
+        for i, (ip, hdr) in enumerate((("2001:db8:9:1::1", v1), ("2001:db8:9:ffff::2", v2),
+                                       ("2001:db8:9:1::1", v2), ("192.0.2.200", v1),
+                                       ("192.0.2.200", v2))):
+            with self.subTest(ip=ip):
+                dst = "2001:db8::1" if ":" in ip else "198.51.100.1"
+                self.assertEqual(self.backoff(d, hdr(ip, dst, 25200 + i, 110), ip), 0)
+        # just outside the trusted blocks: counted
+        self.assertEqual(self.backoff(d, v1("2001:db8:a::1", "2001:db8::1", 25210, 110),
+                                      "2001:db8:a::1"), self.BASE_MS)
+        self.assertEqual(self.backoff(d, v2("192.0.2.127", "198.51.100.1", 25211, 110),
+                                      "192.0.2.127"), self.BASE_MS)
+        # the balancer itself (127.0.0.1) is not trusted for the backoff: a LOCAL header
+        # keys the count on it
+        self.assertEqual(self.backoff(d, v2(local=True), "127.0.0.1"), self.BASE_MS)
 
 
 # ---------------------------------------------------------------- implicit TLS behind a header

@@ -22,7 +22,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (IO_TIMEOUT, SANITIZER_MARKERS, STOP_TIMEOUT, Closed, Daemon, Pop3TestCase,
-                     deliver, expected_retr, make_maildir, pop3_size)
+                     child_env, deliver, expected_retr, make_maildir, pop3_size,
+                     pop3d_path)
 from tlsutil import TlsClient, TlsDaemon, client_context, test_certs
 
 EXIT_TIMEOUT = 20.0       # generous: the machine may be loaded
@@ -444,6 +445,22 @@ class CountersTest(SignalCase):
         self.assertIn("connections=4 ", final)
 
 
+    def test_counters_are_logged_at_level_warning(self):
+        """An admin who keeps the log quiet still gets the answer to SIGUSR1 (and to the start
+        and stop): those lines are notices written whatever log.level says."""
+        d = self.daemon(extra_config='log = { level = "warning"; };\n')
+        self.assertIn(": notice: ready ", d.wait_log(": ready"))
+        self.assert_login_fails(d, "alice", "wrong")      # counted before its -ERR is sent
+        got = d.counters()
+        self.assertEqual(got["login_failures"], 1)
+        self.assertIn(": notice: counters ", d.log_lines("counters ")[-1])
+        self.assertEqual(d.count_log("login failed"), 0, "the level filter applies to the rest")
+        self.assertEqual(d.count_log(": info: "), 0, d.stderr())
+        d.kill(signal.SIGTERM)
+        self.assert_stopped_cleanly(d, d.wait_exit())
+        self.assertIn(": notice: shutting down on SIGTERM", d.stderr())
+
+
 # ---------------------------------------------------------------- SIGTERM / SIGINT
 
 class StopTest(SignalCase):
@@ -540,6 +557,68 @@ class StopTest(SignalCase):
         a.wait_closed()
         self.assert_stopped_cleanly(d, d.wait_exit())
         self.assertEqual(self.names_in(d, "alice"), [msgs[0][0]])
+
+    def test_failed_start_names_no_signal(self):
+        """A port already in use stops the start: the log says why and never mentions a
+        signal nobody sent (it used to say "shutting down on SIGTERM")."""
+        busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        d = SigDaemon()
+        self.addCleanup(d.cleanup_dir)
+        d.port = busy.getsockname()[1]
+        d.write_files()
+        r = subprocess.run([pop3d_path(), "-c", d.conf], stdin=subprocess.DEVNULL,
+                           capture_output=True, cwd="/", env=child_env(), timeout=EXIT_TIMEOUT)
+        err = r.stderr.decode("utf-8", "replace")
+        self.assertEqual(r.returncode, 1, err)
+        self.assertIn("address already in use", err.lower())
+        self.assertNotIn("SIGTERM", err)
+        self.assertNotIn("shutting down", err)
+        self.assertNotIn(": ready", err)
+        for marker in SANITIZER_MARKERS:
+            self.assertNotIn(marker, err)
+
+    def test_session_in_update_finishes_after_sigterm(self):
+        """A session that sent QUIT is in UPDATE: a SIGTERM then, even with no grace at all,
+        lets its UPDATE run to the end; the client gets its +OK and the files are gone."""
+        n = 20000                                   # enough unlinks to outlast the signal
+        d = self.daemon(extra_config=process("shutdown_grace = 0;")
+                        + 'log = { level = "debug"; };\n')
+        md = d.maildir("alice")
+        t = time.time() - 100
+        for i in range(n):                          # no fsync per file, unlike deliver()
+            path = os.path.join(md, "new", "%d.M%d.update-test" % (int(t), i))
+            with open(path, "wb") as f:
+                f.write(b"Subject: %d\n\nx\n" % i)
+            os.utime(path, (t, t))
+        a = self.session(d, "alice")
+        self.assertTrue(a.cmd("STAT").startswith(b"+OK %d " % n))
+        batch = 1000
+        for first in range(1, n + 1, batch):        # pipelined, a batch at a time
+            a.send(b"".join(b"DELE %d\r\n" % k for k in range(first, first + batch)))
+            for _ in range(batch):
+                self.assertOK(a.line())
+        a.send(b"QUIT\r\n")
+        d.wait_log("update start id=")              # in UPDATE now: the event, not a sleep
+        d.kill(signal.SIGTERM)
+        st = a.line(timeout=EXIT_TIMEOUT)
+        self.assertEqual(st, b"+OK bye, %d messages removed" % n)
+        a.wait_closed()
+        self.assert_stopped_cleanly(d, d.wait_exit())
+        self.assertEqual(self.names_in(d, "alice"), [])
+        with d._cond:
+            lines = list(d.lines)
+        stop = [i for i, l in enumerate(lines) if "shutting down on SIGTERM" in l]
+        upd = [i for i, l in enumerate(lines) if ": update id=" in l]
+        self.assertEqual(len(stop), 1, lines[-5:])
+        self.assertEqual(len(upd), 1, lines[-5:])
+        # the signal came while UPDATE ran (else this test proves nothing)
+        self.assertIn(" sessions=1 ", lines[stop[0]])
+        self.assertLess(stop[0], upd[0], "UPDATE was over before the signal: raise n")
+        self.assertIn(" removed=%d " % n, lines[upd[0]])
+        self.assertIn('reason="quit"', d.log_lines("session end")[-1])
 
 
 if __name__ == "__main__":

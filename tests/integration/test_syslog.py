@@ -1,5 +1,6 @@
 """log.target = "syslog": lines reach /dev/log with the configured facility and the level's
-priority, without the stderr prefix, and the level filter applies.
+priority, without the stderr prefix, and the level filter applies; the lines that answer the admin
+(ready, SIGUSR1 counters, reload, stop) are notices that pass any level.
 
 pop3d is started in a private mount namespace (unshare -m, as root) in which /dev is a temporary
 folder holding our own datagram socket named log, so the host's /dev/log, if any, is untouched.
@@ -7,6 +8,7 @@ Skipped where mount namespaces are not allowed.
 """
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -17,7 +19,7 @@ from harness import Client, child_env, deliver, free_port, make_maildir, pop3d_p
 
 WAIT = 10
 LOCAL3 = 19          # syslog facility number of local3
-PRI = {"error": 3, "warning": 4, "info": 6}
+PRI = {"error": 3, "warning": 4, "notice": 5, "info": 6}
 
 
 def wait_port(port):
@@ -55,7 +57,7 @@ class SyslogTest(unittest.TestCase):
             f.write("alice:{PLAIN}pw\n")
         self.maildir = make_maildir(os.path.join(self.dir, "mail", "alice", "Maildir"))
         deliver(self.maildir, b"Subject: x\n\nhello\n")
-        conf = os.path.join(self.dir, "pop3d.conf")
+        self.conf = conf = os.path.join(self.dir, "pop3d.conf")
         with open(conf, "w") as f:
             f.write('listen = ( { address = "127.0.0.1"; port = %d; } );\n'
                     'auth = { users_file = "users"; plaintext = "always"; failure_delay = 0; };\n'
@@ -99,15 +101,16 @@ class SyslogTest(unittest.TestCase):
     def test_facility_priority_and_format(self):
         seen = self.start("info")
         pri, line = seen[-1]
-        self.assertEqual(pri, LOCAL3 * 8 + PRI["info"], line)
+        self.assertEqual(pri, LOCAL3 * 8 + PRI["notice"], line)    # ready answers the start
         self.assertIn(" pop3d[", line)
-        self.assertNotIn("info:", line)        # the level is the priority, not text
+        self.assertNotIn("notice:", line)      # the level is the priority, not text
         c = Client(self.port)
         self.assertTrue(c.cmd("USER alice").startswith(b"+OK"))
         self.assertTrue(c.cmd("PASS wrong").startswith(b"-ERR [AUTH]"))
         pri, line = self.until("login failed")[-1]
         self.assertEqual(pri, LOCAL3 * 8 + PRI["info"])
         self.assertIn("ip=127.0.0.1 user=alice mechanism=USER", line)
+        self.assertNotIn("info:", line)
         self.assertNotIn("wrong", line)       # never the password
         c.close()
         self.proc.terminate()
@@ -115,25 +118,46 @@ class SyslogTest(unittest.TestCase):
         self.assertEqual(self.proc.wait(WAIT), 0)
 
     def test_level_filters(self):
-        # at "warning", the info lines (ready, logins) are not sent; warnings are
-        dev_seen = []
+        """At "warning": no info line (ready is a notice, logins are info), but errors and the
+        admin's answers arrive. Each expected datagram is waited for, so a daemon that sends
+        nothing at all fails here instead of passing an empty list."""
         self.start("warning")
+        seen = self.until("ready")
         c = Client(self.port)
-        c.cmd("USER alice")
-        c.cmd("PASS wrong")
+        self.assertTrue(c.cmd("USER alice").startswith(b"+OK"))
+        self.assertTrue(c.cmd("PASS wrong").startswith(b"-ERR [AUTH]"))
         c.close()
+        self.proc.send_signal(signal.SIGUSR1)
+        seen += self.until("counters ")
+        self.assertIn("login_failures=1 ", seen[-1][1])     # the failure happened, unlogged
+        with open(self.conf, "a") as f:                     # an error: a rejected reload
+            f.write("bogus = 1;\n")
+        self.proc.send_signal(signal.SIGHUP)
+        seen += self.until("reload rejected")
         self.proc.terminate()
+        seen += self.until("stopped")
         self.assertEqual(self.proc.wait(WAIT), 0)
         self.sock.settimeout(0.5)
         try:
             while True:
-                dev_seen.append(self.sock.recv(8192).decode(errors="replace"))
+                data = self.sock.recv(8192).decode(errors="replace")
+                seen.append((int(data[1:data.index(">")]), data))
         except socket.timeout:
             pass
-        for line in dev_seen:
-            pri = int(line[1:line.index(">")])
-            self.assertLessEqual(pri % 8, PRI["warning"], line)
-        self.assertFalse(any("login failed" in l for l in dev_seen), dev_seen)
+        by_pri = {}
+        for pri, line in seen:
+            self.assertEqual(pri // 8, LOCAL3, line)
+            by_pri.setdefault(pri % 8, []).append(line)
+        self.assertFalse(any("login failed" in l for l in seen_text(seen)), seen)
+        self.assertNotIn(PRI["info"], by_pri, seen)
+        self.assertTrue(any("reload rejected" in l for l in by_pri.get(PRI["error"], [])), seen)
+        notices = by_pri.get(PRI["notice"], [])
+        for text in ("ready", "counters ", "reloading", "shutting down on SIGTERM", "stopped"):
+            self.assertTrue(any(text in l for l in notices), (text, seen))
+
+
+def seen_text(seen):
+    return [line for _, line in seen]
 
 
 if __name__ == "__main__":

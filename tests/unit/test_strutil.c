@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -183,7 +184,8 @@ static void test_str_escape(void **state)
 {
 	(void)state;
 	expect_escape("abc", 3, 64, "abc");
-	expect_escape("a b", 3, 64, "a b");
+	expect_escape("a b", 3, 64, "a\\x20b");              /* one token: no space */
+	expect_escape("k=v", 3, 64, "k\\x3dv");              /* and no '=' */
 	expect_escape("\r\n", 2, 64, "\\x0d\\x0a");
 	expect_escape("\"\\", 2, 64, "\\\"\\\\");
 	expect_escape("!~", 2, 64, "!~");                    /* 0x21 and 0x7E kept */
@@ -194,6 +196,53 @@ static void test_str_escape(void **state)
 	expect_escape("abcd", 4, 3, "abc...");               /* one over */
 	expect_escape("", 0, 64, "");
 	expect_escape("abc", 3, 0, "...");
+}
+
+static void expect_escape_quoted(const char *src, size_t n, size_t cap, const char *want)
+{
+	char dst[256];
+	size_t w;
+
+	memset(dst, 'Z', sizeof(dst));
+	w = str_escape_quoted(dst, sizeof(dst), src, n, cap);
+	assert_string_equal(dst, want);
+	assert_int_equal(w, strlen(want));
+}
+
+static void test_str_escape_quoted(void **state)
+{
+	(void)state;
+	expect_escape_quoted("a b=c", 5, 64, "a b=c");       /* kept inside quotes */
+	expect_escape_quoted("\"\\", 2, 64, "\\\"\\\\");
+	expect_escape_quoted("\r\n", 2, 64, "\\x0d\\x0a");
+	expect_escape_quoted("a b c", 5, 3, "a b...");
+}
+
+/*
+ * A client-chosen user name in an unquoted user= value: whatever it holds,
+ * the escaped text has no space and no '=', so a line built as
+ * "ip=A user=%s mechanism=M" keeps exactly one ip= and one mechanism= key.
+ */
+static void test_str_escape_cannot_add_keys(void **state)
+{
+	static const char *const names[] = {
+		"x mechanism=APOP backoff_ms=0 ip=6.6.6.6",
+		"x\tip=6.6.6.6",
+		"\" ip=6.6.6.6 \"",
+		"x\\ ip=6.6.6.6",
+	};
+	char esc[300], line[512];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		str_escape(esc, sizeof(esc), names[i], strlen(names[i]), 64);
+		assert_null(strchr(esc, ' '));
+		assert_null(strchr(esc, '='));
+		snprintf(line, sizeof(line), "login failed id=1 ip=127.0.0.1 user=%s mechanism=PLAIN", esc);
+		assert_null(strstr(strstr(line, " ip=") + 1, " ip="));
+		assert_null(strstr(strstr(line, " mechanism=") + 1, " mechanism="));
+	}
 }
 
 /* 1 when k is the escaped length of some prefix of src: an escape boundary. */
@@ -286,6 +335,8 @@ int main(void)
 		cmocka_unit_test(test_slice_eq_nocase),
 		cmocka_unit_test(test_slice_token),
 		cmocka_unit_test(test_str_escape),
+		cmocka_unit_test(test_str_escape_quoted),
+		cmocka_unit_test(test_str_escape_cannot_add_keys),
 		cmocka_unit_test(test_str_escape_small_dst),
 		cmocka_unit_test(test_wipe),
 		cmocka_unit_test(test_hex_encode),
