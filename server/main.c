@@ -184,10 +184,22 @@ expire_once(const char *path, const struct expire_opts *o)
 {
 	struct expire_totals t = { 0 };
 	struct conf_set *cs = load_report(path, 0, 0);
+	char perr[256];
 	int rc;
 
 	if (cs == NULL)
 		return 1;
+	/*
+	 * A sweep creates pop3d.lock and rewrites pop3d.state (mode 0600) in the
+	 * users' maildirs: run as root, it would leave files the daemon's user
+	 * cannot open, and lock those users out. So it becomes process.user the
+	 * way the daemon does, and refuses root when the daemon would.
+	 */
+	if (privdrop(&cs->cfg->process, perr, sizeof perr) != 0) {
+		fprintf(stderr, "pop3d: --expire runs as the daemon's user: %s\n", perr);
+		conf_set_unref(cs);
+		return 1;
+	}
 	rc = expire_sweep(cs->cfg, cs->users, cs->rules, o, &t) == 0 && t.failed == 0 ? 0 : 1;
 	conf_set_unref(cs);
 	return rc;

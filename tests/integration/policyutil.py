@@ -279,6 +279,35 @@ def kill_midway(proc, watch, timeout=IO_TIMEOUT):
             proc.wait(IO_TIMEOUT)
 
 
+def stop_while_open(proc, path, without=None, timeout=IO_TIMEOUT):
+    """Step proc (a Popen) in tiny slices, SIGCONT then SIGSTOP, and leave it stopped as soon as
+    one of its descriptors is open on path (a folder it is reading, say) and none on without.
+    Returns True then; False when it exited first (reaped) or the time ran out (left running)."""
+    pid = proc.pid
+    want = os.path.realpath(path)
+    avoid = os.path.realpath(without) if without else None
+    deadline = time.monotonic() + timeout
+    while True:
+        stop_now(pid)
+        _, status = os.waitpid(pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            proc.returncode = (-os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                               else os.WEXITSTATUS(status))
+            return False
+        fds = "/proc/%d/fd" % pid
+        links = set()
+        for fd in os.listdir(fds):
+            try:
+                links.add(os.readlink(os.path.join(fds, fd)))
+            except OSError:
+                pass
+        if want in links and avoid not in links:
+            return True
+        os.kill(pid, signal.SIGCONT)
+        if time.monotonic() > deadline:
+            return False
+
+
 # ---------------------------------------------------------------- client helpers
 
 def capa(c):

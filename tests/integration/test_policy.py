@@ -15,6 +15,7 @@ import os
 import pwd
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,9 +28,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (IO_TIMEOUT, Pop3TestCase, apop_timestamp, child_env, deliver, expected_retr,
                      pop3d_path, run_tool, snapshot)
+import test_privdrop as privdrop_test   # (a module, so its tests do not run twice)
 from policyutil import (DAY, at_midnight, by_base, capa_policy, contents, count_files, fill,
                         iso, kill9, kill_midway, message, pipeline, place, read_state, restart,
-                        run_expire, tree, uidl_map)
+                        run_expire, stop_while_open, tree, uidl_map, EXPIRE_TIMEOUT)
 
 TOOL_TIMEOUT = 90
 
@@ -522,6 +524,201 @@ class ExpireCliTest(PolicyCase):
                 self.assertEqual(r.stdout, "")
                 self.assertIn("--at", r.stderr)
         self.assertEqual(self.trees(), before)
+
+
+def owners(top):
+    """{relative path: (uid, gid, mode, size)} of everything under top."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in [""] + dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            out[os.path.relpath(p, top)] = (st.st_uid, st.st_gid, st.st_mode, st.st_size)
+    return out
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root")
+@unittest.skipIf(privdrop_test.NOBODY is None, "needs the nobody user and the nogroup group")
+class ExpireAsRootTest(PolicyCase):
+    """`pop3d --expire` started by root sweeps as process.user, like the daemon: the lock and
+    state files it creates belong to that user, so the daemon (running as nobody) can still
+    open them; without process.user (and without allow_root) it refuses; a dry run creates
+    nothing at all; and a message that user cannot read is kept, not removed."""
+
+    def setUp(self):
+        self.uid, self.gid = privdrop_test.NOBODY.pw_uid, privdrop_test.NOGROUP.gr_gid
+        d = privdrop_test.ProcessDaemon({"user": "nobody", "group": "nogroup"},
+                                        owner=(self.uid, self.gid))
+        d.extra_config += policy("unread_days = 1;")
+        self.addCleanup(d.cleanup_dir)
+        self.addCleanup(d.stop)
+        self.d = d
+        now = int(time.time())
+        self.alice, self.bob = d.maildir("alice"), d.maildir("bob@example.org")
+        self.old = place(self.alice, "%d.old" % now, message("old"), now - 2 * DAY)
+        self.young = place(self.alice, "%d.young" % now, message("young"), now - 10)
+        self.b_young = place(self.bob, "%d.b-young" % now, message("b-young"), now - 10)
+        # Root's own file, mode 0000, old enough for unread_days: nobody can read it. (carol's:
+        # a session cannot list a maildrop with a file it cannot read, so she cannot log in.)
+        self.carol = d.maildir("carol")
+        self.secret = place(self.carol, "%d.secret" % now, message("secret"), now - 10 * DAY)
+        d.start()                       # chowns the maildirs (but for the secret) to nobody
+        os.chown(os.path.join(self.carol, "new", self.secret), 0, 0)
+        os.chmod(os.path.join(self.carol, "new", self.secret), 0)
+        self.mail = os.path.join(d.dir, "mail")
+
+    def test_dry_run_as_root_creates_nothing(self):
+        before = owners(self.mail)
+        r = self.expire(self.d, "--dry-run")
+        self.assertEqual(r.removed(), {self.old: "unread_days"}, r.describe())
+        self.assertEqual(owners(self.mail), before)
+        self.assertFalse(os.path.exists(os.path.join(self.bob, "pop3d.lock")))
+        r = self.expire(self.d, "--dry-run", "--json", "--at", "+3650d")
+        self.assertEqual(owners(self.mail), before)
+
+    def test_sweep_as_root_leaves_files_the_daemon_can_use(self):
+        r = self.expire(self.d)
+        self.assertEqual(r.removed(), {self.old: "unread_days"}, r.describe())
+        for md in (self.alice, self.bob):
+            st = os.stat(os.path.join(md, "pop3d.lock"))
+            self.assertEqual((st.st_uid, st.st_gid), (self.uid, self.gid), md)
+        # bob never logged in: his first login goes through the lock file the sweep made
+        c = self.login(self.d, "bob@example.org")
+        self.assertOK(c.cmd("STAT"))
+        c.quit()
+        # alice downloads; the daemon (nobody) records it in the state file
+        self.download(self.d, "alice", [self.young])
+        self.assertNotIn("SYS/", self.d.stderr())
+        self.assertIn(self.young, read_state(self.alice)[1])
+        r = self.expire(self.d, "--at", "+1d")
+        st = os.stat(os.path.join(self.alice, "pop3d.state"))
+        self.assertEqual((st.st_uid, st.st_gid), (self.uid, self.gid))
+
+    def test_unreadable_message_is_kept_and_said_why(self):
+        for args in (("--dry-run",), ()):
+            r = self.expire(self.d, *args)
+            self.assertNotIn(self.secret, r.removed(), r.describe())
+            kept = [e for e in r.of("kept") if e["uidl"] == self.secret]
+            self.assertEqual(len(kept), 1, r.describe())
+            self.assertEqual(kept[0]["reason"], "message file cannot be read")
+            self.assertEqual(r.user("carol")["kept_doubt"], "1")
+        self.assertTrue(os.path.exists(os.path.join(self.carol, "new", self.secret)))
+
+    def test_root_without_process_user_is_refused(self):
+        conf = os.path.join(self.d.dir, "root.conf")
+        with open(self.d.conf) as f:
+            text = f.read()
+        with open(conf, "w") as f:
+            f.write(text.replace(privdrop_test.process_config(user="nobody", group="nogroup"),
+                                 ""))
+        before = owners(self.mail)
+        for args in ((), ("--dry-run",)):
+            r = run_expire(conf, *args)
+            self.assertEqual(r.rc, 1, r.describe())
+            self.assertIn("refusing to serve as root: set process.user, or "
+                          "process.allow_root = true", r.stderr)
+            self.assertEqual(r.stdout, "")
+        self.assertEqual(owners(self.mail), before)
+
+
+class DoubtLogTest(PolicyCase):
+    """README: on any doubt a message is kept "and the reason logged": one line per message
+    (user, UIDL, reason), at UPDATE and in sweeps, at most 20 per maildrop and sweep (or
+    session), the rest counted."""
+
+    def test_update_logs_each_message_kept_in_doubt(self):
+        d = self.daemon(extra_config=policy('retention = "delete";'))
+        md = d.maildir("carol")
+        now = int(time.time())
+        a = place(md, "%d.future" % now, message("future"), now - 100)
+        b = place(md, "%d.plain" % now, message("plain"), now - 100)
+        with open(os.path.join(md, "pop3d.state"), "w") as f:   # downloaded "tomorrow"
+            f.write("pop3d-state 1\nlast_login 0\n%s %d 0\n" % (a, now + DAY))
+        self.download(d, "carol", [a, b])
+        kept = d.log_lines("update kept ")
+        self.assertEqual(len(kept), 1, d.stderr())
+        self.assertIn('user=carol uidl=%s reason="clock is before the first download"' % a,
+                      kept[0])
+        self.assertIn("removed=1 ", d.log_lines("update id=")[-1])
+        self.assertIn("kept_doubt=1", d.log_lines("update id=")[-1])
+        self.assertEqual(set(by_base(md)), {a})
+
+    def test_sweep_lines_are_capped(self):
+        d = self.daemon(extra_config=policy("unread_days = 1;"))
+        md = d.maildir("alice")
+        now = int(time.time())
+        seen = [place(md, "%d.s%02d" % (now, i), message("s%d" % i), now - 5 * DAY, sub="cur",
+                      info=":2,S") for i in range(25)]
+        for args in ((), ("--json",)):
+            r = self.expire(d, "--dry-run", *args)
+            kept = r.of("kept")
+            self.assertEqual(len(kept), 20, r.describe())
+            for e in kept:
+                self.assertIn(e["uidl"], seen)
+                self.assertEqual(e["reason"], "seen flag without a download record")
+                self.assertEqual(e["user"], "alice")
+            self.assertEqual(str(r.user("alice")["kept_doubt"]), "25")
+
+
+class SweepLockTest(PolicyCase):
+    """A sweep scans a maildrop without its lock and holds the lock only to remove, a batch at a
+    time: a login during the scan of a large maildrop gets in (it waits only 250 ms for the
+    lock), and what a session changed meanwhile is decided again under the lock."""
+
+    N = 50000
+
+    def test_login_while_a_sweep_scans_a_large_maildrop(self):
+        d = self.daemon(extra_config=policy("unread_days = 1;"))
+        md = d.maildir("alice")
+        now = time.time()
+        old = fill(md, "old", 300, now - 2 * DAY)          # due: more than one batch of 256
+        young = fill(md, "young", self.N, now - 100)
+        self.login(d, "alice").quit()                        # the size cache: logins are quick
+        d.wait_session_end(1)
+        p = subprocess.Popen([pop3d_path(), "-c", d.conf, "--expire", "--user", "alice"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=child_env(), cwd="/", text=True)
+        try:
+            # in its scan: reading new/, and not holding the lock file open
+            caught = stop_while_open(p, os.path.join(md, "new"), os.path.join(md, "pop3d.lock"))
+            self.assertTrue(caught, "the sweep finished before it was caught in its scan")
+            c = self.login(d, "alice")                      # [IN-USE] if the scan held the lock
+            self.assertEqual(c.cmd("STAT").split()[:2], [b"+OK", str(self.N + 300).encode()])
+            c.quit()
+            d.wait_session_end(2)
+        finally:
+            if p.returncode is None:
+                os.kill(p.pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=EXPIRE_TIMEOUT)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("removed=300 ", out.splitlines()[-1])
+        self.assertEqual(set(by_base(md)), set(young))
+
+    def test_download_during_the_scan_is_decided_again(self):
+        # A session downloads (records) a message between the sweep's scan and its claim: the
+        # message is no longer "unread", so unread_days must not remove it.
+        d = self.daemon(extra_config=policy("unread_days = 1; keep_days = 30;"))
+        md = d.maildir("alice")
+        now = time.time()
+        old = sorted(fill(md, "old", 3, now - 2 * DAY))
+        fill(md, "young", 20000, now - 100)
+        self.login(d, "alice").quit()
+        d.wait_session_end(1)
+        p = subprocess.Popen([pop3d_path(), "-c", d.conf, "--expire", "--user", "alice"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=child_env(), cwd="/", text=True)
+        try:
+            self.assertTrue(stop_while_open(p, os.path.join(md, "new"),
+                                            os.path.join(md, "pop3d.lock")))
+            self.download(d, "alice", [old[0]])
+        finally:
+            if p.returncode is None:
+                os.kill(p.pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=EXPIRE_TIMEOUT)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("removed=2 ", out.splitlines()[-1])
+        self.assertEqual(set(old) & set(by_base(md)), {old[0]})
+        self.assertEqual(read_state(md)[1][old[0]][1], 30)
 
 
 @unittest.skipUnless(os.environ.get("POP3D_SLOW_TESTS"),
