@@ -63,6 +63,15 @@
  */
 #define DOUBT_LOG_MAX 20
 
+/*
+ * Seconds from the daemon's start to its first expiry sweep (or
+ * policy.expire_interval when shorter): without a sweep soon after a start,
+ * restarts more frequent than the interval would postpone expiry forever;
+ * not at once, so a daemon started only to be looked at or tested, or
+ * restarted in a loop, does not sweep every maildrop each time.
+ */
+#define EXPIRE_FIRST_DELAY 300
+
 /* Password hashes computed at once; further checks wait in line. A yescrypt
  * check takes 16 MiB: without a cap, a flood of bogus logins on the 16-thread
  * pool would cost 256 MiB and starve the maildrop work sharing that pool. */

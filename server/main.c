@@ -240,6 +240,8 @@ expire_done(uv_work_t *req, int status)
 	free(j);
 }
 
+static void expire_timer_arm(struct daemon *d);
+
 /* Every policy.expire_interval: one sweep on the thread pool, never two at once. */
 static void
 on_expire_timer(uv_timer_t *t)
@@ -247,7 +249,12 @@ on_expire_timer(uv_timer_t *t)
 	struct daemon *d = t->data;
 	struct expire_job *j;
 
-	if (d->expire_running || d->stopping)
+	if (d->stopping)
+		return;
+	/* The schedule moves on even when this sweep cannot start: one sweep per interval. */
+	d->expire_last = uv_now(d->loop);
+	expire_timer_arm(d);
+	if (d->expire_running)
 		return;
 	j = calloc(1, sizeof *j);
 	if (j == NULL)
@@ -263,12 +270,28 @@ on_expire_timer(uv_timer_t *t)
 	d->expire_running = 1;
 }
 
+/*
+ * Arm the sweep timer for the current policy.expire_interval, keeping the
+ * schedule: the next sweep is due one interval after the last one started
+ * (at once when that is past), and the first one EXPIRE_FIRST_DELAY after
+ * the start, or one interval when that is shorter. So a SIGHUP never
+ * postpones a sweep (daily certificate reloads would otherwise starve a
+ * weekly sweep), a changed interval counts from the last sweep, and
+ * restarts more frequent than the interval still sweep.
+ */
 static void
-expire_timer_start(struct daemon *d)
+expire_timer_arm(struct daemon *d)
 {
-	uint64_t ms = (uint64_t)d->cur->cfg->policy.expire_interval * 1000;
+	uint64_t iv = (uint64_t)d->cur->cfg->policy.expire_interval * 1000, now, due;
+	uint64_t first = (uint64_t)EXPIRE_FIRST_DELAY * 1000;
 
-	uv_timer_start(&d->expire_timer, on_expire_timer, ms, ms);
+	now = uv_now(d->loop);
+	if (d->expire_last == 0)
+		due = d->expire_started + (iv < first ? iv : first);
+	else
+		due = d->expire_last + iv;
+	d->expire_interval = d->cur->cfg->policy.expire_interval;
+	uv_timer_start(&d->expire_timer, on_expire_timer, due > now ? due - now : 0, 0);
 }
 
 /* The listen list is bound once, before privileges are dropped: it cannot change live. */
@@ -319,7 +342,8 @@ on_reload(uv_signal_t *sig, int signum)
 	log_open(&cs->cfg->log);
 	d->stats.reloads++;
 	workers_post(d, DMSG_RELOAD, cs, 0);
-	expire_timer_start(d);
+	if (cs->cfg->policy.expire_interval != d->expire_interval)
+		expire_timer_arm(d);   /* same interval: the running timer already keeps the phase */
 	log_msg(LOG_INFO, "reloaded users=%zu sessions=%zu (running sessions keep their settings)",
 	        cs->users->n, atomic_load(&d->sh->nsessions));
 	sdn_ready();
@@ -479,7 +503,8 @@ run(const char *path)
 	}
 	uv_signal_start(&d.sig_hup, on_reload, SIGHUP);
 	uv_signal_start(&d.sig_usr1, on_counters, SIGUSR1);
-	expire_timer_start(&d);
+	d.expire_started = uv_now(d.loop);
+	expire_timer_arm(&d);
 	log_msg(LOG_INFO, "ready version=%s users=%zu listeners=%zu workers=%zu", POP3D_VERSION,
 	        d.cur->users->n, d.nlisteners, d.nworkers + 1);
 	sdn_ready();
