@@ -856,7 +856,8 @@ def files_in(folder):
 
 
 class ClientsTest(PolicyCase):
-    """getmail6 (delete = false) and fetchmail (keep) against keep N and delete. The messages
+    """getmail6 (delete = false) and fetchmail (keep) against each policy: keep N days, keep
+    forever, delete, unread_days. The messages
     have LF line ends and a Return-Path, so both tools store each one byte for byte as sent."""
 
     def start(self, text):
@@ -963,31 +964,71 @@ class ClientsTest(PolicyCase):
         self.assertIn("retr=0 ", end)
         self.assertGotAll(got)
 
+    def test_getmail_keep_forever(self):
+        self.start('retention = "keep";')
+        before = snapshot(self.md)
+        got, end = self.getmail()
+        self.assertIn("retr=3 ", end)
+        self.assertGotAll(got)
+        recs = read_state(self.md)[1]
+        self.assertEqual({u: recs[u][1] for u in recs}, {u: -1 for u in self.uidls})
+        self.assertEqual(self.expire(self.d, "--at", "+3650d").removed(), {})
+        self.assertEqual(sorted(snapshot(self.md).values()), sorted(before.values()))
+
+    def test_getmail_unread_days(self):
+        # What getmail downloaded is kept (forever by default); mail it never fetched goes
+        # unread_days after arrival.
+        self.start("unread_days = 2;")
+        got, end = self.getmail()
+        self.assertIn("retr=3 ", end)
+        self.assertGotAll(got)
+        late = deliver(self.md, b"Return-Path: <d@example.net>\nSubject: late\n\nlate\n")
+        self.assertEqual(self.expire(self.d, "--dry-run", "--at", "+2d").removed(),
+                         {late: "unread_days"})
+        self.assertEqual(self.expire(self.d, "--at", "+2d").removed(), {late: "unread_days"})
+        self.assertEqual(set(by_base(self.md)), set(self.uidls))
+
+    # fetchmail (6.4) in keep mode fetches every message with "TOP n 99999999", never RETR: by
+    # the README's definition it downloads nothing, so pop3d records nothing, keep_days and
+    # "delete" never apply, and only unread_days removes its mail.
+
+    def fetchmail_downloads_nothing(self):
+        before = snapshot(self.md)
+        for _ in range(2):                                      # the second run fetches nothing
+            got, end = self.fetchmail()
+            self.assertGotAll(got)
+            self.assertIn("retr=0 ", end)
+            self.assertIn("removed=0 ", end)
+            self.assertEqual(snapshot(self.md), before)
+            state = read_state(self.md)                         # no download record at all
+            self.assertTrue(state is None or state[1] == {}, state)
+        return before
+
     def test_fetchmail_keep_days(self):
         self.start("keep_days = 5;")
-        before = snapshot(self.md)
-        got, end = self.fetchmail()
-        self.assertGotAll(got)
-        self.assertEqual(sorted(snapshot(self.md).values()), sorted(before.values()))
-        got, end = self.fetchmail()                             # nothing fetched again
-        self.assertIn("retr=0 ", end)
-        self.assertGotAll(got)
-        self.assertEqual(sorted(snapshot(self.md).values()), sorted(before.values()))
+        before = self.fetchmail_downloads_nothing()
+        self.assertEqual(self.expire(self.d, "--at", "+3650d").removed(), {})
+        self.assertEqual(snapshot(self.md), before)
+
+    def test_fetchmail_keep_forever(self):
+        self.start('retention = "keep";')
+        before = self.fetchmail_downloads_nothing()
+        self.assertEqual(self.expire(self.d, "--at", "+3650d").removed(), {})
+        self.assertEqual(snapshot(self.md), before)
 
     def test_fetchmail_under_delete(self):
         self.start('retention = "delete";')
-        before = snapshot(self.md)
-        got, end = self.fetchmail()
-        self.assertGotAll(got)
-        # README: only RETR downloads. fetchmail 6.4 with "keep" fetches with TOP n 99999999,
-        # which is not a download, so the mail stays; a fetchmail that uses RETR loses it.
-        if "retr=3 " in end:
-            self.assertEqual(snapshot(self.md), {})
-        else:
-            self.assertIn("retr=0 ", end)
-            self.assertEqual(snapshot(self.md), before)
-        got, end = self.fetchmail()
-        self.assertGotAll(got)                                  # not fetched twice
+        before = self.fetchmail_downloads_nothing()
+        self.assertEqual(self.expire(self.d, "--at", "+3650d").removed(), {})
+        self.assertEqual(snapshot(self.md), before)
+
+    def test_fetchmail_unread_days(self):
+        self.start("keep_days = 5; unread_days = 2;")
+        self.fetchmail_downloads_nothing()
+        self.assertEqual(self.expire(self.d, "--at", "+1d").removed(), {})
+        self.assertEqual(self.expire(self.d, "--at", "+2d").removed(),
+                         {u: "unread_days" for u in self.uidls})
+        self.assertEqual(snapshot(self.md), {})
 
 
 # ---------------------------------------------------------------- SIGKILL
