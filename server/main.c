@@ -45,8 +45,9 @@ usage(FILE *f)
 	    "       pop3d [-c FILE] -t         check the configuration and exit\n"
 	    "       pop3d --hash-password [--scheme yescrypt|SCRAM-SHA-256]\n"
 	    "                                  read a password on stdin, print a users-file hash\n"
-	    "       pop3d [-c FILE] --expire [--dry-run] [--user NAME] [--at WHEN] [--json]\n"
-	    "                                  run one expiry sweep now and exit\n"
+	    "       pop3d [-c FILE] --expire [--dry-run] [--user NAME] [--at WHEN [--force]] [--json]\n"
+	    "                                  run one expiry sweep now and exit (a future --at\n"
+	    "                                  needs --dry-run, or --force to really remove)\n"
 	    "       pop3d --version | --help\n"
 	    "The default configuration file is " DEFAULT_CONFIG ".\n");
 }
@@ -561,13 +562,14 @@ main(int argc, char **argv)
 		{ "user",          required_argument, NULL, 'u' },
 		{ "at",            required_argument, NULL, 'a' },
 		{ "json",          no_argument,       NULL, 'j' },
+		{ "force",         no_argument,       NULL, 'f' },
 		{ "version",       no_argument,       NULL, 'V' },
 		{ "help",          no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *path = DEFAULT_CONFIG, *scheme = "yescrypt";
 	const char *at = NULL;
-	int c, test = 0, hash = 0, expire = 0;
+	int c, test = 0, hash = 0, expire = 0, force = 0;
 	struct expire_opts eo;
 
 	memset(&eo, 0, sizeof eo);
@@ -602,6 +604,9 @@ main(int argc, char **argv)
 		case 'j':
 			eo.json = 1;
 			break;
+		case 'f':
+			force = 1;
+			break;
 		case 'V':
 			printf("pop3d %s\n", POP3D_VERSION);
 			return 0;
@@ -626,10 +631,17 @@ main(int argc, char **argv)
 			        "+Nd or +Nh, not \"%s\"\n", at);
 			return 2;
 		}
+		/* A real sweep "as of" a later time removes mail before the time clients were promised. */
+		if (eo.now > (int64_t)time(NULL) && !eo.dry_run && !force) {
+			fprintf(stderr, "pop3d: --at \"%s\" is in the future: a real sweep would remove mail "
+			        "before its time, breaking what clients were promised; add --dry-run to see "
+			        "what it would remove, or --force to remove it anyway\n", at);
+			return 2;
+		}
 		return expire_once(path, &eo);
 	}
-	if (eo.dry_run || eo.user != NULL || at != NULL || eo.json) {
-		fprintf(stderr, "pop3d: --dry-run, --user, --at and --json go with --expire\n");
+	if (eo.dry_run || eo.user != NULL || at != NULL || eo.json || force) {
+		fprintf(stderr, "pop3d: --dry-run, --user, --at, --force and --json go with --expire\n");
 		return 2;
 	}
 	if (test)

@@ -94,9 +94,14 @@ class ExpireRun:
         return u[0]
 
 
-def run_expire(conf, *args, timeout=EXPIRE_TIMEOUT):
-    """`pop3d -c conf --expire ARGS...`; returns an ExpireRun."""
-    argv = [pop3d_path(), "-c", conf, "--expire"] + list(args)
+def run_expire(conf, *args, timeout=EXPIRE_TIMEOUT, force=True):
+    """`pop3d -c conf --expire ARGS...`; returns an ExpireRun. The tests move the clock with
+    --at, so a real run with --at gets --force (pop3d refuses a future --at without it) unless
+    force is False."""
+    args = list(args)
+    if force and "--at" in args and "--dry-run" not in args:
+        args.append("--force")
+    argv = [pop3d_path(), "-c", conf, "--expire"] + args
     p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                        timeout=timeout, env=child_env(), cwd="/")
     return ExpireRun(argv, p, "--json" in args)

@@ -498,6 +498,25 @@ class ExpireCliTest(PolicyCase):
         self.assertEqual(r.removed(), {u: "unread_days" for u in self.a_old})
         self.assertEqual(r.summary()["skipped_locked"], "0")
 
+    def test_future_at_needs_dry_run_or_force(self):
+        # A real sweep "as of" next month removes today what clients were promised until then.
+        before = self.trees()
+        for args in (("--at", "+3d"), ("--at", "+1h", "--json"), ("--at", "2999-01-01")):
+            r = run_expire(self.d.conf, *args, force=False)
+            self.assertEqual(r.rc, 2, r.describe())
+            self.assertEqual(r.stdout, "")
+            self.assertIn("--dry-run", r.stderr)
+            self.assertIn("--force", r.stderr)
+        self.assertEqual(self.trees(), before)
+        r = run_expire(self.d.conf, "--force", force=False)     # --force alone: not --expire's
+        self.assertEqual(r.rc, 0, r.describe())                 # future: nothing to refuse
+        r = run_expire(self.d.conf, "--at", "2001-01-01", force=False)   # the past: allowed
+        self.assertEqual(r.rc, 0, r.describe())
+        self.assertEqual(r.removed(), {})
+        r = run_expire(self.d.conf, "--at", "+3d", "--force", force=False)
+        self.assertEqual(r.rc, 0, r.describe())
+        self.assertIn(self.a_dl, r.removed())
+
     def test_at_forms(self):
         def now_of(*args):
             return self.expire(self.d, "--dry-run", "--json", *args).summary()["now"]
