@@ -350,6 +350,32 @@ class UnreadDaysTest(PolicyCase):
         self.assertEqual(set(by_base(md)), {b, c, dl, seen})
 
 
+class TimeoutDownloadsNothingTest(PolicyCase):
+    """README: a session that times out downloads nothing. Under "delete" and keep_days the
+    RETRs of a session closed by the idle timeout leave the messages and no download record."""
+
+    def test_idle_timeout_records_nothing(self):
+        for text in ('retention = "delete";', "keep_days = 5;"):
+            with self.subTest(policy=text):
+                d = self.daemon(idle_timeout=1, extra_config=policy(text))
+                md = d.maildir("alice")
+                uidls = [deliver(md, message("t%d" % i), mtime=time.time() - 100 + i)
+                         for i in range(2)]
+                before = snapshot(md)
+                c = self.login(d, "alice")
+                num = uidl_map(c)
+                for u in uidls:
+                    self.assertOK(c.cmd_multi("RETR %d" % num[u])[0])
+                c.wait_closed(timeout=15)
+                d.wait_session_end(1)
+                self.assertIn("retr=2 ", d.log_lines("session end")[-1])
+                self.assertEqual(d.log_lines("update id="), [])
+                self.assertEqual(snapshot(md), before)
+                state = read_state(md)                   # at most the login, no record
+                self.assertTrue(state is None or state[1] == {}, state)
+                self.assertEqual(self.expire(d, "--at", "+3650d").removed(), {})
+
+
 # ---------------------------------------------------------------- pop3d --expire
 
 class ExpireCliTest(PolicyCase):
@@ -797,6 +823,72 @@ class PeriodicSweepTest(PolicyCase):
         self.assertGreaterEqual(reloads, 3)
         self.assertIn("removed=1 ", d.log_lines("expire sweep ")[0])
         self.assertEqual(by_base(md), {})
+
+
+class PolicyTableTest(unittest.TestCase):
+    """`pop3d -t` prints the effective policy table (defaults, each domain, each user entry)
+    with the EXPIRE / LOGIN-DELAY values clients see: checked row by row on the real binary."""
+
+    def check(self, policy_text, users):
+        top = tempfile.mkdtemp(prefix="pop3d-table-")
+        self.addCleanup(shutil.rmtree, top, True)
+        conf = os.path.join(top, "pop3d.conf")
+        with open(os.path.join(top, "users"), "w") as f:
+            f.write("".join("%s:{PLAIN}pw\n" % u for u in users))
+        with open(conf, "w") as f:
+            f.write('listen = ( { address = "127.0.0.1"; port = 1; } );\n'
+                    'auth = { users_file = "users"; plaintext = "always"; };\n'
+                    'maildrop = { path = "%s/mail/%%d/%%n"; };\n'
+                    "process = { allow_root = true; };\n%s" % (top, policy(policy_text)))
+        p = subprocess.run([pop3d_path(), "-c", conf, "-t"], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=IO_TIMEOUT, env=child_env())
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        lines = p.stdout.splitlines()
+        head = [i for i, l in enumerate(lines) if l.split()[:2] == ["level", "name"]]
+        self.assertEqual(len(head), 1, p.stdout)
+        self.assertEqual(lines[head[0]].split(),
+                         ["level", "name", "line", "retention", "keep_days", "unread_days",
+                          "login_delay", "EXPIRE", "LOGIN-DELAY"])
+        rows = []
+        for l in lines[head[0] + 1:]:
+            if not l.startswith("  ") or l.startswith("  CAPA"):
+                break
+            rows.append(l.split())
+        capa = [l.strip() for l in lines if l.startswith("  CAPA before login:")]
+        self.assertEqual(len(capa), 1, p.stdout)
+        return rows, capa[0]
+
+    def test_readme_example(self):
+        rows, capa = self.check(
+            'retention = "keep"; keep_days = 30; expire_interval = 3600;\n'
+            '  domains = ( { domain = "example.net"; retention = "delete"; } );\n'
+            '  users = ( { user = "bob@example.org"; keep_days = 7; login_delay = 300; },\n'
+            '            { user = "archive@example.org"; retention = "keep"; } );\n',
+            ["alice@example.org", "carol@example.net", "bob@example.org",
+             "archive@example.org"])
+        # (the policy group starts on line 5 of the file: listen, auth, maildrop, process;
+        # unread_days 0 prints as "off", keep_days without a value as "forever"; users sorted)
+        self.assertEqual(rows, [
+            ["default", "-", "5", "keep", "30", "off", "0", "30", "-"],
+            ["domain", "example.net", "6", "delete", "-", "off", "0", "0", "-"],
+            ["user", "archive@example.org", "8", "keep", "forever", "off", "0", "NEVER", "-"],
+            ["user", "bob@example.org", "7", "keep", "7", "off", "300", "7", "300"],
+        ])
+        self.assertEqual(capa, "CAPA before login: EXPIRE 0 USER, LOGIN-DELAY 300 USER")
+
+    def test_unread_days_and_one_rule_for_all(self):
+        rows, capa = self.check(
+            "keep_days = 30; unread_days = 10;\n"
+            '  domains = ( { domain = "example.org"; unread_days = 0; } );\n'
+            '  users = ( { user = "dave"; retention = "keep"; unread_days = 40; } );\n',
+            ["dave", "erin"])
+        self.assertEqual(rows, [
+            ["default", "-", "5", "keep", "30", "10", "0", "10", "-"],
+            ["domain", "example.org", "6", "keep", "30", "off", "0", "30", "-"],
+            ["user", "dave", "7", "keep", "forever", "40", "0", "40", "-"],
+        ])
+        # dave: 40, erin (the defaults): 10; the example.org rule matches no user
+        self.assertEqual(capa, "CAPA before login: EXPIRE 10 USER")
 
 
 # ---------------------------------------------------------------- LOGIN-DELAY
