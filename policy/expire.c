@@ -325,8 +325,9 @@ sweep_batch(struct maildrop *md, const struct rule *r, const struct user *u,
 	}
 	rc = report_notes(o, u, md, seen_note);
 	policy_recheck_sweep(md, r, o->now, causes);
-	for (i = 0; i < md->n; i++)
-		had[i] = (unsigned char)md->msgs[i].has_record;
+	for (i = 0; i < md->n; i++)   /* this batch only: earlier ones' records are gone */
+		if (md->msgs[i].flags & MSG_REMOVE)
+			had[i] = (unsigned char)md->msgs[i].has_record;
 	if (!o->dry_run) {
 		if (first)
 			maildrop_sweep_tidy(md);
