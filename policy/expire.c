@@ -407,9 +407,16 @@ sweep_user(const struct config *cfg, const struct rules *rules, const struct use
 	for (i = 0; i < md->n; i++)
 		if (md->msgs[i].flags & MSG_REMOVE)
 			cand[ncand++] = i;
-	/* At least one claim, even with nothing due: it tidies tmp/ and finds a maildrop in use. */
+	/*
+	 * At least one claim, even with nothing due: it tidies tmp/ and finds a
+	 * maildrop in use. None when the state could not be read at all: nothing
+	 * of this user goes this time (reported as failed above), and the doubts
+	 * counted are the ones this sweep decided on.
+	 */
 	from = 0;
 	do {
+		if (md->state_unread)
+			break;
 		to = ncand - from > SWEEP_BATCH ? from + SWEEP_BATCH : ncand;
 		flag_batch(md, cand, from, to);
 		k = sweep_batch(md, &r, u, o, from == 0, causes, went, had, seen_note, &s);
