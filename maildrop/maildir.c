@@ -822,6 +822,7 @@ open_absent(const char *path, struct maildrop **out, char *err, size_t errlen)
 	}
 	md->lock_fd = -1;
 	md->sweep = 1;
+	md->absent = 1;
 	md->state_ok = 1;
 	*out = md;
 	return MD_OK;
@@ -860,9 +861,12 @@ open_md(const char *path, int sweep, struct maildrop **out, char *err, size_t er
 		if (st != MD_OK)
 			return st;
 	}
-	st = take_lock(path, &lock_fd, err, errlen);
-	if (st != MD_OK)
-		return st;
+	/* A sweep scans unlocked (sweep_claim locks later, for the removals only). */
+	if (!sweep) {
+		st = take_lock(path, &lock_fd, err, errlen);
+		if (st != MD_OK)
+			return st;
+	}
 
 	st = scan_dir(path, "cur", &s, sweep, err, errlen);
 	if (st == MD_OK)
@@ -934,7 +938,11 @@ open_md(const char *path, int sweep, struct maildrop **out, char *err, size_t er
 	if (s.over > 0)
 		snprintf(md->err, sizeof md->err, "listing only the first %u messages of %s (%zu more)",
 		    MAILDROP_MSGS_MAX, path, s.over);
-	/* Under the lock; last, so that a doubt is what md->err reports. */
+	/*
+	 * Last, so that a doubt is what md->err reports. A session reads it under
+	 * the lock; a sweep without it, which is safe because every writer replaces
+	 * the file by rename: a reader sees the old file or the new one, whole.
+	 */
 	md_state_read(md);
 	free(s.v);
 	s.v = NULL;
@@ -994,10 +1002,126 @@ remove_stale_temps(struct maildrop *md)
 	closedir(dp);
 }
 
+static int open_regular(const char *root, const char *file);
+static int refind(struct maildrop *md, size_t i);
+
+enum md_status
+maildrop_scan_sweep(const char *path, struct maildrop **out, char *err, size_t errlen)
+{
+	return open_md(path, 1, out, err, errlen);
+}
+
+/*
+ * Dry run: would a sweep get the lock? Opens the lock file read-only and only
+ * asks (F_OFD_GETLK), so nothing is created or held: a file that is not there
+ * is a lock nobody holds.
+ */
+static enum md_status
+probe_lock(const char *root, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	struct flock fl;
+	int fd;
+
+	if (join(path, sizeof path, root, LOCK_FILE) < 0)
+		return fail(err, errlen, MD_PERM, "maildrop path", root, ENAMETOOLONG);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0 && errno == ENOENT)
+		return MD_OK;
+	if (fd < 0)
+		return fail(err, errlen, maildrop_errno_status(errno), "open", path, errno);
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	if (fcntl(fd, F_OFD_GETLK, &fl) < 0) {
+		int e = errno;
+
+		close(fd);
+		return fail(err, errlen, MD_TEMP, "lock", path, e);
+	}
+	close(fd);
+	if (fl.l_type != F_UNLCK) {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen, "maildrop %s is in use by another session", root);
+		return MD_INUSE;
+	}
+	return MD_OK;
+}
+
+/*
+ * Find a sweep candidate again and look at it now: its current name, mtime
+ * and size, and whether this process can open it for reading (a file nobody
+ * can read was never delivered to anyone: keep it, README "On any doubt").
+ * Drops MSG_REMOVE when it is gone or cannot be looked at.
+ */
+static void
+sweep_recheck(struct maildrop *md, size_t i)
+{
+	struct msg *m = &md->msgs[i];
+	struct stat st;
+	int fd, tries;
+
+	m->flags &= ~MSG_UNREADABLE;
+	for (tries = 0; tries < 3; tries++) {
+		fd = open_regular(md->path, m->file);
+		if (fd != -ENOENT)
+			break;
+		if (refind(md, i) < 0)
+			break;
+	}
+	if (fd == -EACCES || fd == -EPERM) {
+		m->flags |= MSG_UNREADABLE;
+		return;
+	}
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		if (fd >= 0)
+			close(fd);
+		m->flags &= ~MSG_REMOVE;   /* gone, or in doubt: nothing to remove this time */
+		return;
+	}
+	close(fd);
+	m->mtime = (int64_t)st.st_mtime;
+	m->disk_size = (uint64_t)st.st_size;
+}
+
+enum md_status
+maildrop_sweep_claim(struct maildrop *md, int dry_run, char *err, size_t errlen)
+{
+	enum md_status st;
+	size_t i;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (md == NULL || !md->sweep || md->lock_fd >= 0)
+		return fail(err, errlen, MD_TEMP, "sweep claim", md != NULL ? md->path : "?", EINVAL);
+	if (md->absent)
+		return MD_OK;   /* no maildir: nothing to lock, nothing listed */
+	st = dry_run ? probe_lock(md->path, err, errlen) : take_lock(md->path, &md->lock_fd, err, errlen);
+	if (st != MD_OK)
+		return st;
+	/* What a session wrote since the scan counts: decide on the state as it is now. */
+	md_state_read(md);
+	for (i = 0; i < md->n; i++)
+		if (md->msgs[i].flags & MSG_REMOVE)
+			sweep_recheck(md, i);
+	return MD_OK;
+}
+
 enum md_status
 maildrop_open_sweep(const char *path, struct maildrop **out, char *err, size_t errlen)
 {
-	return open_md(path, 1, out, err, errlen);
+	struct maildrop *md = NULL;
+	enum md_status st = open_md(path, 1, &md, err, errlen);
+
+	if (st != MD_OK)
+		return st;
+	st = maildrop_sweep_claim(md, 0, err, errlen);
+	if (st != MD_OK) {
+		maildrop_close(md);
+		return st;
+	}
+	*out = md;
+	return MD_OK;
 }
 
 void

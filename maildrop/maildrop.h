@@ -14,6 +14,7 @@
 #define MSG_DELE    0x01u  /* marked by DELE in this session */
 #define MSG_RETR    0x02u  /* sent whole by RETR in this session */
 #define MSG_REMOVE  0x04u  /* chosen by policy for removal at UPDATE */
+#define MSG_UNREADABLE 0x08u /* sweep: this process may not open the file for reading */
 #define UIDL_MAX    70     /* RFC 1939 §7: 1..70 octets in 0x21..0x7E */
 
 /*
@@ -44,7 +45,8 @@ struct maildrop {
 	size_t      n;
 	uint64_t    total;       /* sum of sizes */
 	int         quit_seen;   /* set only by maildrop_quit() */
-	int         sweep;       /* opened by maildrop_open_sweep: no session, no UPDATE */
+	int         sweep;       /* opened for a sweep: no session, no UPDATE */
+	int         absent;      /* sweep: the maildir does not exist (nothing listed) */
 
 	/* Download state (retention policies). */
 	int         state_ok;    /* the state file was absent or read without doubt */
@@ -113,13 +115,38 @@ enum md_status maildrop_open(const char *path, struct maildrop **out, char *err,
  */
 
 /*
- * For an expiry sweep: like maildrop_open, but creates nothing but the lock
- * file (a missing maildir is MD_OK with n = 0 and no lock; missing new/ or
- * cur/ hold no mail), never waits for the lock (held by anyone: MD_INUSE),
- * reads no message (sizes come from the size cache or ",W=", else the disk
- * size), never writes the size cache, and sets md->sweep. maildrop_update
+ * For an expiry sweep, in two steps so that a long scan never turns a login
+ * away: maildrop_scan_sweep lists the maildrop WITHOUT its lock, then the
+ * caller decides, then maildrop_sweep_claim takes the lock (or, for a dry
+ * run, only asks whether someone holds it) for the short removal phase and
+ * looks at the state and at every candidate again.
+ *
+ * maildrop_scan_sweep: like maildrop_open, but creates nothing at all (a
+ * missing maildir is MD_OK with n = 0 and md->absent; missing new/ or cur/
+ * hold no mail), takes no lock (md->lock_fd is -1), reads no message (sizes
+ * come from the size cache or ",W=", else the disk size), never writes the
+ * size cache, and sets md->sweep. The state file is read without the lock,
+ * which is safe because every writer replaces it by rename. maildrop_update
  * refuses such a maildrop; maildrop_sweep_remove is its only way to remove.
  */
+enum md_status maildrop_scan_sweep(const char *path, struct maildrop **out, char *err, size_t errlen);
+
+/*
+ * Claim a scanned maildrop for the removal phase. A real run takes the lock
+ * without waiting more than a login does (held by anyone: MD_INUSE), creating
+ * ROOT/pop3d.lock if needed. A dry run creates and holds nothing: it opens an
+ * existing lock file read-only and asks whether a lock is held (MD_INUSE), so
+ * that it reports what a real run would. Then (both) the state file is read
+ * again and every message flagged MSG_REMOVE is looked at again: found under
+ * its current name (another program may have renamed it), mtime and disk size
+ * refreshed, MSG_UNREADABLE set when this process may not open it for reading,
+ * and MSG_REMOVE dropped when it is gone or cannot be looked at. The caller
+ * must decide again on what it finds (policy_recheck_sweep). An absent maildir
+ * is MD_OK without a lock. Release with maildrop_unlock (or maildrop_close).
+ */
+enum md_status maildrop_sweep_claim(struct maildrop *md, int dry_run, char *err, size_t errlen);
+
+/* maildrop_scan_sweep then maildrop_sweep_claim (real run); on failure nothing is kept. */
 enum md_status maildrop_open_sweep(const char *path, struct maildrop **out, char *err, size_t errlen);
 
 /*

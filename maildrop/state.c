@@ -431,7 +431,8 @@ sort_idx(const struct maildrop *md, size_t *v, size_t *tmp, size_t n)
 
 /*
  * When the listing stopped at MAILDROP_MSGS_MAX, messages beyond it still
- * exist: write their records again from the file (read under our lock).
+ * exist, and a sweep lists before it locks: write the records of unlisted
+ * UIDLs again from the file (read under our lock).
  */
 static void
 carry_over(struct maildrop *md, struct afile *w)
@@ -489,7 +490,11 @@ md_state_write(struct maildrop *md)
 		if (m->has_record)
 			wb_rec(&w, m->uidl, strlen(m->uidl), m->first_download, m->promised_days);
 	}
-	if (md->state_ok && md->n >= MAILDROP_MSGS_MAX)
+	/*
+	 * A sweep's listing was taken before its lock: a session may since have
+	 * recorded the download of mail delivered after it. Keep those records.
+	 */
+	if (md->state_ok && (md->n >= MAILDROP_MSGS_MAX || md->sweep))
 		carry_over(md, &w);
 	if (afile_finish(&w) != 0) {
 		note(md, "writing state", w.tmp, errno);

@@ -44,8 +44,9 @@ int md_state_read(struct maildrop *md);
 /*
  * Replace ROOT/pop3d.state with md->last_login and one record for every
  * listed message with has_record (records of messages no longer listed are
- * dropped; when the listing stopped at MAILDROP_MSGS_MAX, records of unlisted
- * UIDLs are carried over from the file). Crash-safe: ROOT/tmp/pop3d.state.
+ * dropped; when the listing stopped at MAILDROP_MSGS_MAX, or for a sweep
+ * (whose listing predates its lock), records of unlisted UIDLs are carried
+ * over from the file). Crash-safe: ROOT/tmp/pop3d.state.
  * PID.RANDOM is written, fsynced, renamed over, and ROOT is fsynced. When
  * md->state_ok is 0 the old file is first renamed to pop3d.state.bad-<unix>
  * (noted in md->err); if that fails nothing is written. When

@@ -13,6 +13,7 @@
 #include "policy/expire.h"
 #include "policy/policy.h"
 #include "policy/retention.h"
+#include "server/limits.h"
 #include "server/log.h"
 #include "server/strutil.h"
 
@@ -22,6 +23,14 @@
 #define OUT_CAP   255     /* on the command line: a whole login name */
 #define ESC_SIZE  (4 * OUT_CAP + 8)
 #define JSON_SIZE (6 * OUT_CAP + 8)
+/*
+ * Removals per hold of the maildrop lock. A login waits LOCK_RETRY_MS (250
+ * ms) for it; a few hundred unlinks, a state write and two directory fsyncs
+ * take a few milliseconds on a local disk, so a login arriving during a
+ * large first sweep (unread_days switched on over an old maildrop) gets in
+ * between two batches instead of [IN-USE].
+ */
+#define SWEEP_BATCH 256
 
 /* One report line: to o->out, or to the log at lvl. */
 static void emit(const struct expire_opts *o, enum log_level lvl, const char *fmt, ...)
@@ -209,20 +218,42 @@ report_totals(const struct expire_opts *o, const struct expire_totals *t)
 	    t->would_remove, t->kept_doubt, t->bytes);
 }
 
-/* Messages kept only because something was in doubt, and the first reason. */
+/* One line for a message kept because something was in doubt. */
 static void
-count_doubt(const struct maildrop *md, const struct rule *r, int64_t now, struct user_sum *s)
+report_doubt(const struct expire_opts *o, const char *user, const struct msg *m, const char *why)
+{
+	char u[JSON_SIZE], id[JSON_SIZE];
+
+	if (o->json) {
+		emit(o, LOG_INFO, "{\"event\":\"kept\",\"user\":%s,\"uidl\":%s,\"reason\":\"%s\"}",
+		    js(u, user), js(id, m->uidl), why);
+		return;
+	}
+	emit(o, LOG_INFO, "expire kept user=%s uidl=%s reason=\"%s\"", txt(o, u, user),
+	    txt(o, id, m->uidl), why);
+}
+
+/*
+ * Messages kept only because something was in doubt: one line each (user,
+ * UIDL, reason) for the first DOUBT_LOG_MAX, then only the count in the
+ * user's summary, so that a broken state file cannot flood the log.
+ */
+static void
+count_doubt(const struct expire_opts *o, const char *user, const struct maildrop *md,
+            const struct rule *r, const unsigned char *went, struct user_sum *s)
 {
 	struct msg_meta m;
 	const char *why;
 	size_t i;
 
 	for (i = 0; i < md->n; i++) {
-		if (md->msgs[i].flags & MSG_REMOVE)
+		if (went[i])
 			continue;
 		policy_sweep_meta(md, i, &m);
 		why = NULL;
-		if (retention_decide(r, &m, now, AT_SWEEP, NULL, &why) == KEEP && why != NULL) {
+		if (retention_decide(r, &m, o->now, AT_SWEEP, NULL, &why) == KEEP && why != NULL) {
+			if (s->kept_doubt < DOUBT_LOG_MAX)
+				report_doubt(o, user, &md->msgs[i], why);
 			s->kept_doubt++;
 			if (s->doubt == NULL)
 				s->doubt = why;
@@ -230,17 +261,121 @@ count_doubt(const struct maildrop *md, const struct rule *r, int64_t now, struct
 	}
 }
 
-/* Sweep one user. 0 swept, 1 skipped (in use), -1 failed (reported). */
+/*
+ * What the last scan or claim noted about the maildrop (the state in doubt,
+ * or unreadable, a listing cut short): reported once, as a "note", or as a
+ * "failed" when the state could not be read at all (not this sweep's fault,
+ * but its job is not done: the caller must hear of it). md->err is cleared;
+ * seen holds the last note so that a claim reading the same doubt again does
+ * not repeat it. Returns -1 for a failure, else 0.
+ */
+static int
+report_notes(const struct expire_opts *o, const struct user *u, struct maildrop *md,
+             char *seen)
+{
+	int rc = 0;
+
+	if (md->state_unread)
+		rc = -1;
+	if (md->err[0] != '\0' && strcmp(md->err, seen) != 0)
+		report_user_event(o, md->state_unread ? LOG_ERR : md->state_ok ? LOG_WARN : LOG_ERR,
+		    md->state_unread ? "failed" : "note", u->name, md->err);
+	memcpy(seen, md->err, sizeof md->err);
+	md->err[0] = '\0';
+	return rc;
+}
+
+/*
+ * Flag the next batch of candidates (cand[from..to)) and clear every other
+ * flag: one lock hold removes at most SWEEP_BATCH messages.
+ */
+static void
+flag_batch(struct maildrop *md, const size_t *cand, size_t from, size_t to)
+{
+	size_t i;
+
+	for (i = 0; i < md->n; i++)
+		md->msgs[i].flags &= ~MSG_REMOVE;
+	for (i = from; i < to; i++)
+		md->msgs[cand[i]].flags |= MSG_REMOVE;
+}
+
+/*
+ * One batch under the lock (a dry run only asks whether it is held):
+ * decide again on what is there now, remove, and set went[] for what went
+ * (or would go) and had[] for whether it had a download record. 0 done,
+ * 1 in use, -1 failed (reported).
+ */
+static int
+sweep_batch(struct maildrop *md, const struct rule *r, const struct user *u,
+            const struct expire_opts *o, int first, enum cause *causes, unsigned char *went,
+            unsigned char *had, char *seen_note, struct user_sum *s)
+{
+	struct md_update_result res;
+	char err[256] = "";
+	enum md_status st;
+	size_t i;
+	int k, rc = 0;
+
+	st = maildrop_sweep_claim(md, o->dry_run, err, sizeof err);
+	if (st == MD_INUSE)
+		return 1;
+	if (st != MD_OK) {
+		report_user_event(o, LOG_ERR, "failed", u->name, err[0] != '\0' ? err : "cannot lock");
+		return -1;
+	}
+	rc = report_notes(o, u, md, seen_note);
+	policy_recheck_sweep(md, r, o->now, causes);
+	for (i = 0; i < md->n; i++)   /* this batch only: earlier ones' records are gone */
+		if (md->msgs[i].flags & MSG_REMOVE)
+			had[i] = (unsigned char)md->msgs[i].has_record;
+	if (!o->dry_run) {
+		if (first)
+			maildrop_sweep_tidy(md);
+		md->err[0] = '\0';
+		k = maildrop_sweep_remove(md, &res);
+		s->failed += res.failed;
+		for (i = 0; k < 0 && i < md->n; i++) {
+			/* Refused: nothing went. */
+			s->failed += (md->msgs[i].flags & MSG_REMOVE) != 0;
+			md->msgs[i].flags &= ~MSG_REMOVE;
+		}
+		if (k != 0) {
+			rc = -1;
+			report_user_event(o, LOG_ERR, "failed", u->name,
+			    md->err[0] != '\0' ? md->err : "removal failed");
+		}
+	}
+	maildrop_unlock(md);
+	/* After maildrop_sweep_remove, MSG_REMOVE marks exactly what went. */
+	for (i = 0; i < md->n; i++)
+		if (md->msgs[i].flags & MSG_REMOVE)
+			went[i] = 1;
+	return rc;
+}
+
+/*
+ * Sweep one user. 0 swept, 1 skipped (in use), -1 failed (reported).
+ *
+ * The scan and the first decision run without the maildrop lock, which a
+ * login waits for only LOCK_RETRY_MS: a sweep of a 100k-message maildrop
+ * scans for far longer than that and would turn logins away with [IN-USE].
+ * The lock is taken only to remove, SWEEP_BATCH messages at a time, and
+ * under it the state and each candidate are looked at again, so that
+ * anything a session changed meanwhile (a first download recorded, a rename)
+ * is decided on afresh and only what is still due goes.
+ */
 static int
 sweep_user(const struct config *cfg, const struct rules *rules, const struct user *u,
            const struct expire_opts *o, struct expire_totals *t)
 {
 	struct user_sum s = { 0, 0, 0, 0, 0, 0, NULL };
-	struct md_update_result res;
 	struct maildrop *md = NULL;
 	enum cause *causes = NULL;
 	unsigned char *had = NULL;   /* has_record before the removal dropped it */
-	char path[PATH_MAX], err[256];
+	unsigned char *went = NULL;  /* removed, or would be in a dry run */
+	size_t *cand = NULL, ncand = 0, from, to;
+	char path[PATH_MAX], err[256], seen_note[sizeof md->err];
 	enum md_status st;
 	struct rule r;
 	size_t i;
@@ -251,59 +386,59 @@ sweep_user(const struct config *cfg, const struct rules *rules, const struct use
 		return -1;
 	}
 	err[0] = '\0';
-	st = maildrop_open_sweep(path, &md, err, sizeof err);
-	if (st == MD_INUSE) {
-		report_user_event(o, LOG_INFO, "skipped", u->name, "in-use");
-		return 1;
-	}
+	st = maildrop_scan_sweep(path, &md, err, sizeof err);
 	if (st != MD_OK) {
 		report_user_event(o, LOG_ERR, "failed", u->name, err[0] != '\0' ? err : "cannot open");
 		return -1;
 	}
-	t->users++;
-	if (md->state_unread) {
-		/* Not this sweep's fault, but its job is not done: the caller must hear of it. */
-		report_user_event(o, LOG_ERR, "failed", u->name, md->err);
-		rc = -1;
-	} else if (md->err[0] != '\0') {
-		report_user_event(o, md->state_ok ? LOG_WARN : LOG_ERR, "note", u->name, md->err);
-	}
-	md->err[0] = '\0';
 	s.messages = md->n;
+	seen_note[0] = '\0';
+	rc = report_notes(o, u, md, seen_note);
 	causes = calloc(md->n ? md->n : 1, sizeof *causes);
 	had = calloc(md->n ? md->n : 1, 1);
-	if (causes == NULL || had == NULL) {
+	went = calloc(md->n ? md->n : 1, 1);
+	cand = calloc(md->n ? md->n : 1, sizeof *cand);
+	if (causes == NULL || had == NULL || went == NULL || cand == NULL) {
 		report_user_event(o, LOG_ERR, "failed", u->name, "out of memory");
-		free(causes);
-		free(had);
-		maildrop_close(md);
-		return -1;
+		rc = -1;
+		goto out;
 	}
-	for (i = 0; i < md->n; i++)
-		had[i] = (unsigned char)md->msgs[i].has_record;
 	rules_for(rules, u->name, strlen(u->name), &r);
 	policy_mark_sweep(md, &r, o->now, causes);
-	count_doubt(md, &r, o->now, &s);
-	if (!o->dry_run) {
-		maildrop_sweep_tidy(md);
-		k = maildrop_sweep_remove(md, &res);
-		s.failed = res.failed;
-		for (i = 0; k < 0 && i < md->n; i++) {
-			/* Refused: nothing went. */
-			s.failed += (md->msgs[i].flags & MSG_REMOVE) != 0;
-			md->msgs[i].flags &= ~MSG_REMOVE;
+	for (i = 0; i < md->n; i++)
+		if (md->msgs[i].flags & MSG_REMOVE)
+			cand[ncand++] = i;
+	/*
+	 * At least one claim, even with nothing due: it tidies tmp/ and finds a
+	 * maildrop in use. None when the state could not be read at all: nothing
+	 * of this user goes this time (reported as failed above), and the doubts
+	 * counted are the ones this sweep decided on.
+	 */
+	from = 0;
+	do {
+		if (md->state_unread)
+			break;
+		to = ncand - from > SWEEP_BATCH ? from + SWEEP_BATCH : ncand;
+		flag_batch(md, cand, from, to);
+		k = sweep_batch(md, &r, u, o, from == 0, causes, went, had, seen_note, &s);
+		if (k == 1 && from == 0) {
+			report_user_event(o, LOG_INFO, "skipped", u->name, "in-use");
+			rc = 1;
+			goto out;
 		}
+		if (k == 1)   /* a session came in between two batches: the rest waits */
+			report_user_event(o, LOG_INFO, "skipped", u->name, "in-use");
 		if (k != 0) {
-			rc = -1;
-			report_user_event(o, LOG_ERR, "failed", u->name,
-			    md->err[0] != '\0' ? md->err : "removal failed");
+			rc = rc < 0 ? rc : k;
+			break;
 		}
-	}
+		from = to;
+	} while (from < ncand);
+	t->users++;
 	for (i = 0; i < md->n; i++) {
 		const struct msg *m = &md->msgs[i];
 
-		/* After maildrop_sweep_remove, MSG_REMOVE marks exactly what went. */
-		if (!(m->flags & MSG_REMOVE))
+		if (!went[i])
 			continue;
 		report_msg(o, u->name, m, causes[i], had[i]);
 		if (o->dry_run)
@@ -312,13 +447,17 @@ sweep_user(const struct config *cfg, const struct rules *rules, const struct use
 			s.removed++;
 		s.bytes += m->disk_size;
 	}
+	count_doubt(o, u->name, md, &r, went, &s);
 	report_user(o, u->name, &s);
 	t->removed += s.removed;
 	t->would_remove += s.would_remove;
 	t->kept_doubt += s.kept_doubt;
 	t->bytes += s.bytes;
+out:
 	free(causes);
 	free(had);
+	free(went);
+	free(cand);
 	maildrop_close(md);
 	return rc;
 }

@@ -31,6 +31,7 @@ meta_of(const struct maildrop *md, const struct msg *m, struct msg_meta *out)
 	out->arrived = m->mtime >= 0 ? m->mtime : -1;
 	out->seen = m->file != NULL && seen(m->file);
 	out->state_ok = md->state_ok;
+	out->unreadable = (m->flags & MSG_UNREADABLE) != 0;
 }
 
 void
@@ -40,10 +41,12 @@ policy_sweep_meta(const struct maildrop *md, size_t i, struct msg_meta *out)
 }
 
 void
-policy_mark_update(struct maildrop *md, const struct rule *r, int64_t now)
+policy_mark_update(struct maildrop *md, const struct rule *r, int64_t now,
+                   policy_doubt_fn *kept, void *arg)
 {
 	struct msg_meta m;
 	enum cause cause;
+	const char *why;
 	size_t i;
 	int remove;
 
@@ -59,7 +62,10 @@ policy_mark_update(struct maildrop *md, const struct rule *r, int64_t now)
 			m.dele = 0;
 			m.retr_now = (msg->flags & MSG_RETR) != 0;
 			cause = CAUSE_NONE;
-			remove = retention_decide(r, &m, now, AT_UPDATE, &cause, NULL) == DELETE;
+			why = NULL;
+			remove = retention_decide(r, &m, now, AT_UPDATE, &cause, &why) == DELETE;
+			if (!remove && why != NULL && kept != NULL)
+				kept(arg, msg, why);
 		}
 		if (remove)
 			msg->flags |= MSG_REMOVE;
@@ -89,4 +95,30 @@ policy_mark_sweep(struct maildrop *md, const struct rule *r, int64_t now, enum c
 		if (causes != NULL)
 			causes[i] = remove ? cause : CAUSE_NONE;
 	}
+}
+
+size_t
+policy_recheck_sweep(struct maildrop *md, const struct rule *r, int64_t now, enum cause *causes)
+{
+	struct msg_meta m;
+	enum cause cause;
+	size_t i, left = 0;
+
+	for (i = 0; i < md->n; i++) {
+		struct msg *msg = &md->msgs[i];
+
+		if (!(msg->flags & MSG_REMOVE))
+			continue;
+		meta_of(md, msg, &m);
+		cause = CAUSE_NONE;
+		if (r == NULL || retention_decide(r, &m, now, AT_SWEEP, &cause, NULL) != DELETE) {
+			msg->flags &= ~MSG_REMOVE;
+			cause = CAUSE_NONE;
+		} else {
+			left++;
+		}
+		if (causes != NULL)
+			causes[i] = cause;
+	}
+	return left;
 }

@@ -119,7 +119,14 @@ enum decision retention_decide(const struct rule *r, const struct msg_meta *m, i
 	case AT_UPDATE:
 		return decide_update(r, m, now, cause, why);
 	case AT_SWEEP:
-		return decide_sweep(r, m, now, cause, why);
+		/* Checked only once the time rules say remove: the sweep opens candidates only. */
+		if (decide_sweep(r, m, now, cause, why) == KEEP)
+			return KEEP;
+		if (m->unreadable) {
+			*cause = CAUSE_NONE;
+			return doubt(why, "message file cannot be read");
+		}
+		return DELETE;
 	}
 	return doubt(why, "unknown moment");
 }

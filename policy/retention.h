@@ -34,6 +34,7 @@ struct msg_meta {
 	int64_t  arrived;         /* delivery time (file mtime); -1 when unknown */
 	int      seen;            /* carries the maildir S flag */
 	int      state_ok;        /* the state file was read without doubt */
+	int      unreadable;      /* AT_SWEEP: the sweeping process may not read the file */
 };
 
 /*
@@ -44,7 +45,8 @@ struct msg_meta {
  * keep-forever; DAYS_NEVER on either side means never); without a record and
  * not seen, DELETE once unread_days > 0 and now >= arrived + unread_days days.
  * KEEP on any doubt: !state_ok, now before first_download or before arrived,
- * arrived unknown, seen without a record. *cause is set for DELETE; *why (may
+ * arrived unknown, seen without a record, and at a sweep a message due for
+ * removal that is unreadable (nobody could have read it: README). *cause is set for DELETE; *why (may
  * be NULL) gets a short static reason for a KEEP caused by doubt, else NULL.
  */
 enum decision retention_decide(const struct rule *r, const struct msg_meta *m, int64_t now,

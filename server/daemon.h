@@ -66,10 +66,13 @@ struct daemon {
 	const char       *config_path;
 	struct conf_set  *cur;            /* the configuration new sessions get (SIGHUP swaps it);
 	                                     sessions and sweeps hold references to theirs */
-	uv_timer_t        expire_timer;   /* main: periodic expiry sweep */
+	uv_timer_t        expire_timer;   /* main: periodic expiry sweep (one-shot, re-armed) */
 	int               expire_running; /* a sweep is on the thread pool */
 	int               reload_running; /* a SIGHUP's load is on the thread pool */
 	int               reload_again;   /* another SIGHUP came meanwhile: load once more */
+	uint64_t          expire_started; /* main: uv_now of the start, ms */
+	uint64_t          expire_last;    /* main: uv_now of the last sweep started, 0 = none */
+	uint32_t          expire_interval;/* main: the interval the timer was armed with, s */
 
 	struct listener  *listeners;
 	size_t            nlisteners;

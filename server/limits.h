@@ -55,6 +55,23 @@
 /* process.workers at most: event loops beyond the cores only add switching. */
 #define WORKERS_MAX 64
 
+/*
+ * "update kept" log lines per session (one per message kept at UPDATE only
+ * because something was in doubt): enough to see what and why, few enough
+ * that a broken state file in a 100k-message maildrop cannot flood the log;
+ * the update line carries the full count. Sweeps cap theirs the same way.
+ */
+#define DOUBT_LOG_MAX 20
+
+/*
+ * Seconds from the daemon's start to its first expiry sweep (or
+ * policy.expire_interval when shorter): without a sweep soon after a start,
+ * restarts more frequent than the interval would postpone expiry forever;
+ * not at once, so a daemon started only to be looked at or tested, or
+ * restarted in a loop, does not sweep every maildrop each time.
+ */
+#define EXPIRE_FIRST_DELAY 300
+
 /* Password hashes computed at once; further checks wait in line. A yescrypt
  * check takes 16 MiB: without a cap, a flood of bogus logins on the 16-thread
  * pool would cost 256 MiB and starve the maildrop work sharing that pool. */

@@ -45,8 +45,9 @@ usage(FILE *f)
 	    "       pop3d [-c FILE] -t         check the configuration and exit\n"
 	    "       pop3d --hash-password [--scheme yescrypt|SCRAM-SHA-256]\n"
 	    "                                  read a password on stdin, print a users-file hash\n"
-	    "       pop3d [-c FILE] --expire [--dry-run] [--user NAME] [--at WHEN] [--json]\n"
-	    "                                  run one expiry sweep now and exit\n"
+	    "       pop3d [-c FILE] --expire [--dry-run] [--user NAME] [--at WHEN [--force]] [--json]\n"
+	    "                                  run one expiry sweep now and exit (a future --at\n"
+	    "                                  needs --dry-run, or --force to really remove)\n"
 	    "       pop3d --version | --help\n"
 	    "The default configuration file is " DEFAULT_CONFIG ".\n");
 }
@@ -184,10 +185,22 @@ expire_once(const char *path, const struct expire_opts *o)
 {
 	struct expire_totals t = { 0 };
 	struct conf_set *cs = load_report(path, 0, 0);
+	char perr[256];
 	int rc;
 
 	if (cs == NULL)
 		return 1;
+	/*
+	 * A sweep creates pop3d.lock and rewrites pop3d.state (mode 0600) in the
+	 * users' maildirs: run as root, it would leave files the daemon's user
+	 * cannot open, and lock those users out. So it becomes process.user the
+	 * way the daemon does, and refuses root when the daemon would.
+	 */
+	if (privdrop(&cs->cfg->process, perr, sizeof perr) != 0) {
+		fprintf(stderr, "pop3d: --expire runs as the daemon's user: %s\n", perr);
+		conf_set_unref(cs);
+		return 1;
+	}
 	rc = expire_sweep(cs->cfg, cs->users, cs->rules, o, &t) == 0 && t.failed == 0 ? 0 : 1;
 	conf_set_unref(cs);
 	return rc;
@@ -228,6 +241,8 @@ expire_done(uv_work_t *req, int status)
 	free(j);
 }
 
+static void expire_timer_arm(struct daemon *d);
+
 /* Every policy.expire_interval: one sweep on the thread pool, never two at once. */
 static void
 on_expire_timer(uv_timer_t *t)
@@ -235,7 +250,12 @@ on_expire_timer(uv_timer_t *t)
 	struct daemon *d = t->data;
 	struct expire_job *j;
 
-	if (d->expire_running || d->stopping)
+	if (d->stopping)
+		return;
+	/* The schedule moves on even when this sweep cannot start: one sweep per interval. */
+	d->expire_last = uv_now(d->loop);
+	expire_timer_arm(d);
+	if (d->expire_running)
 		return;
 	j = calloc(1, sizeof *j);
 	if (j == NULL)
@@ -251,12 +271,28 @@ on_expire_timer(uv_timer_t *t)
 	d->expire_running = 1;
 }
 
+/*
+ * Arm the sweep timer for the current policy.expire_interval, keeping the
+ * schedule: the next sweep is due one interval after the last one started
+ * (at once when that is past), and the first one EXPIRE_FIRST_DELAY after
+ * the start, or one interval when that is shorter. So a SIGHUP never
+ * postpones a sweep (daily certificate reloads would otherwise starve a
+ * weekly sweep), a changed interval counts from the last sweep, and
+ * restarts more frequent than the interval still sweep.
+ */
 static void
-expire_timer_start(struct daemon *d)
+expire_timer_arm(struct daemon *d)
 {
-	uint64_t ms = (uint64_t)d->cur->cfg->policy.expire_interval * 1000;
+	uint64_t iv = (uint64_t)d->cur->cfg->policy.expire_interval * 1000, now, due;
+	uint64_t first = (uint64_t)EXPIRE_FIRST_DELAY * 1000;
 
-	uv_timer_start(&d->expire_timer, on_expire_timer, ms, ms);
+	now = uv_now(d->loop);
+	if (d->expire_last == 0)
+		due = d->expire_started + (iv < first ? iv : first);
+	else
+		due = d->expire_last + iv;
+	d->expire_interval = d->cur->cfg->policy.expire_interval;
+	uv_timer_start(&d->expire_timer, on_expire_timer, due > now ? due - now : 0, 0);
 }
 
 /* The listen list is bound once, before privileges are dropped: it cannot change live. */
@@ -318,7 +354,8 @@ reload_apply(struct daemon *d, struct conf_set *cs)
 	log_open(&cs->cfg->log);
 	d->stats.reloads++;
 	workers_post(d, DMSG_RELOAD, cs, 0);
-	expire_timer_start(d);
+	if (cs->cfg->policy.expire_interval != d->expire_interval)
+		expire_timer_arm(d);   /* same interval: the running timer already keeps the phase */
 	log_notice("reloaded users=%zu sessions=%zu (running sessions keep their settings)",
 	        cs->users->n, atomic_load(&d->sh->nsessions));
 }
@@ -546,7 +583,8 @@ run(const char *path)
 	}
 	uv_signal_start(&d.sig_hup, on_reload, SIGHUP);
 	uv_signal_start(&d.sig_usr1, on_counters, SIGUSR1);
-	expire_timer_start(&d);
+	d.expire_started = uv_now(d.loop);
+	expire_timer_arm(&d);
 	log_notice("ready version=%s users=%zu listeners=%zu workers=%zu", POP3D_VERSION,
 	        d.cur->users->n, d.nlisteners, d.nworkers + 1);
 	sdn_ready();
@@ -603,13 +641,14 @@ main(int argc, char **argv)
 		{ "user",          required_argument, NULL, 'u' },
 		{ "at",            required_argument, NULL, 'a' },
 		{ "json",          no_argument,       NULL, 'j' },
+		{ "force",         no_argument,       NULL, 'f' },
 		{ "version",       no_argument,       NULL, 'V' },
 		{ "help",          no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *path = DEFAULT_CONFIG, *scheme = "yescrypt";
 	const char *at = NULL;
-	int c, test = 0, hash = 0, expire = 0;
+	int c, test = 0, hash = 0, expire = 0, force = 0;
 	struct expire_opts eo;
 
 	memset(&eo, 0, sizeof eo);
@@ -644,6 +683,9 @@ main(int argc, char **argv)
 		case 'j':
 			eo.json = 1;
 			break;
+		case 'f':
+			force = 1;
+			break;
 		case 'V':
 			printf("pop3d %s\n", POP3D_VERSION);
 			return 0;
@@ -668,10 +710,17 @@ main(int argc, char **argv)
 			        "+Nd or +Nh, not \"%s\"\n", at);
 			return 2;
 		}
+		/* A real sweep "as of" a later time removes mail before the time clients were promised. */
+		if (eo.now > (int64_t)time(NULL) && !eo.dry_run && !force) {
+			fprintf(stderr, "pop3d: --at \"%s\" is in the future: a real sweep would remove mail "
+			        "before its time, breaking what clients were promised; add --dry-run to see "
+			        "what it would remove, or --force to remove it anyway\n", at);
+			return 2;
+		}
 		return expire_once(path, &eo);
 	}
-	if (eo.dry_run || eo.user != NULL || at != NULL || eo.json) {
-		fprintf(stderr, "pop3d: --dry-run, --user, --at and --json go with --expire\n");
+	if (eo.dry_run || eo.user != NULL || at != NULL || eo.json || force) {
+		fprintf(stderr, "pop3d: --dry-run, --user, --at, --force and --json go with --expire\n");
 		return 2;
 	}
 	if (test)

@@ -463,6 +463,26 @@ update_work(uv_work_t *req)
 	maildrop_unlock(w->s->md);   /* before the +OK: the client may log in again at once */
 }
 
+/*
+ * One line per message UPDATE keeps only because something is in doubt (a
+ * download under "delete" whose state file could not be read, or whose record
+ * is impossible): the admin must be able to see why mail stayed. At most
+ * DOUBT_LOG_MAX per session: a broken state file must not flood the log (the
+ * rest are counted in the update line).
+ */
+static void
+log_doubt(void *arg, const struct msg *m, const char *why)
+{
+	struct session *s = arg;
+	char user[300];
+
+	if (s->doubt_logged++ >= DOUBT_LOG_MAX)
+		return;
+	str_escape(user, sizeof user, s->user, s->user_len, 64);
+	log_msg(LOG_WARN, "update kept id=%llx user=%s uidl=%s reason=\"%s\"",
+	        (unsigned long long)s->id, user, m->uidl, why);
+}
+
 /* One line per message UPDATE chose to remove (issue: user, UIDL, cause, age). */
 static void
 log_removals(struct session *s)
@@ -504,8 +524,9 @@ update_done(uv_work_t *req, int status)
 	s->d->stats.deleted += w->res.removed;
 	str_escape(user, sizeof user, s->user, s->user_len, 64);
 	log_msg(w->rc == 0 ? LOG_INFO : LOG_ERR,
-	        "update id=%llx user=%s removed=%zu failed=%zu seen=%zu%s%s",
+	        "update id=%llx user=%s removed=%zu failed=%zu seen=%zu kept_doubt=%zu%s%s",
 	        (unsigned long long)s->id, user, w->res.removed, w->res.failed, w->res.seen,
+	        s->doubt_logged,
 	        w->res.state_failed ? " state=not-recorded" : "", w->rc < 0 ? " refused=yes" : "");
 	if (s->md->err[0] != '\0')   /* why a removal, a move or the state write failed */
 		log_msg(LOG_ERR, "update problem id=%llx user=%s: %s", (unsigned long long)s->id, user,
@@ -554,7 +575,8 @@ trans_quit(struct session *s)
 	s->quit_seen = 1;
 	s->state = ST_UPDATE;
 	maildrop_quit(s->md);
-	policy_mark_update(s->md, &s->rule, (int64_t)time(NULL));
+	s->doubt_logged = 0;
+	policy_mark_update(s->md, &s->rule, (int64_t)time(NULL), log_doubt, s);
 	w = calloc(1, sizeof *w);
 	if (w == NULL) {
 		session_replyf(s, "-ERR [SYS/TEMP] out of memory; nothing was removed");

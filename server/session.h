@@ -118,6 +118,7 @@ struct session {
 	char            *md_path;        /* expanded maildrop path */
 	struct maildrop *md;             /* locked snapshot in TRANSACTION/UPDATE */
 	int              quit_seen;      /* QUIT received in TRANSACTION */
+	size_t           doubt_logged;   /* messages UPDATE kept in doubt (lines capped) */
 	int              utf8;           /* UTF8 command given (RFC 6856) */
 	struct rule      rule;           /* retention policy of the logged-in user */
 	struct sasl     *sasl;           /* AUTH exchange in progress: lines go to it */

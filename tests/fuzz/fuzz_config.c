@@ -118,7 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    "connection limits %u/%u", c->max_connections, c->max_connections_per_ip);
 	check_cidrs(c->plaintext_trusted, c->nplaintext_trusted, "plaintext_trusted");
 	check_cidrs(c->backoff.trusted, c->backoff.ntrusted, "limits.trusted");
-	FZ_CHECK(c->policy.expire_interval >= 60 && c->policy.expire_interval <= 604800,
+	FZ_CHECK(c->policy.expire_interval >= 1 && c->policy.expire_interval <= 604800,
 	    "expire_interval %u", c->policy.expire_interval);
 	check_rule(&c->policy.def);
 	for (i = 0; i < c->policy.ndomains; i++) {

@@ -94,9 +94,14 @@ class ExpireRun:
         return u[0]
 
 
-def run_expire(conf, *args, timeout=EXPIRE_TIMEOUT):
-    """`pop3d -c conf --expire ARGS...`; returns an ExpireRun."""
-    argv = [pop3d_path(), "-c", conf, "--expire"] + list(args)
+def run_expire(conf, *args, timeout=EXPIRE_TIMEOUT, force=True):
+    """`pop3d -c conf --expire ARGS...`; returns an ExpireRun. The tests move the clock with
+    --at, so a real run with --at gets --force (pop3d refuses a future --at without it) unless
+    force is False."""
+    args = list(args)
+    if force and "--at" in args and "--dry-run" not in args:
+        args.append("--force")
+    argv = [pop3d_path(), "-c", conf, "--expire"] + args
     p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                        timeout=timeout, env=child_env(), cwd="/")
     return ExpireRun(argv, p, "--json" in args)
@@ -277,6 +282,35 @@ def kill_midway(proc, watch, timeout=IO_TIMEOUT):
     finally:
         if proc.returncode is None:
             proc.wait(IO_TIMEOUT)
+
+
+def stop_while_open(proc, path, without=None, timeout=IO_TIMEOUT):
+    """Step proc (a Popen) in tiny slices, SIGCONT then SIGSTOP, and leave it stopped as soon as
+    one of its descriptors is open on path (a folder it is reading, say) and none on without.
+    Returns True then; False when it exited first (reaped) or the time ran out (left running)."""
+    pid = proc.pid
+    want = os.path.realpath(path)
+    avoid = os.path.realpath(without) if without else None
+    deadline = time.monotonic() + timeout
+    while True:
+        stop_now(pid)
+        _, status = os.waitpid(pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            proc.returncode = (-os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                               else os.WEXITSTATUS(status))
+            return False
+        fds = "/proc/%d/fd" % pid
+        links = set()
+        for fd in os.listdir(fds):
+            try:
+                links.add(os.readlink(os.path.join(fds, fd)))
+            except OSError:
+                pass
+        if want in links and avoid not in links:
+            return True
+        os.kill(pid, signal.SIGCONT)
+        if time.monotonic() > deadline:
+            return False
 
 
 # ---------------------------------------------------------------- client helpers

@@ -7,6 +7,8 @@ during a sweep.
 Time is moved with `pop3d --expire --at`, never waited for, except by the one test of the daemon's
 own periodic sweep: expire_interval is at least 60 s, so that test waits about a minute (in
 parallel with the other modules) and then checks the sweep's removal and its SIGUSR1 counter.
+Time is moved with `pop3d --expire --at`, never waited for. The daemon's own periodic sweep runs
+with expire_interval = 1..3 s, and its tests wait for its log lines.
 """
 import base64
 import hashlib
@@ -29,9 +31,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (IO_TIMEOUT, Pop3TestCase, apop_timestamp, child_env, deliver, expected_retr,
                      pop3d_path, run_tool, snapshot)
+import test_privdrop as privdrop_test   # (a module, so its tests do not run twice)
 from policyutil import (DAY, at_midnight, by_base, capa_policy, contents, count_files, fill,
                         iso, kill9, kill_midway, message, pipeline, place, read_state, restart,
-                        run_expire, tree, uidl_map)
+                        run_expire, stop_while_open, tree, uidl_map, EXPIRE_TIMEOUT)
 
 TOOL_TIMEOUT = 90
 
@@ -351,6 +354,32 @@ class UnreadDaysTest(PolicyCase):
         self.assertEqual(set(by_base(md)), {b, c, dl, seen})
 
 
+class TimeoutDownloadsNothingTest(PolicyCase):
+    """README: a session that times out downloads nothing. Under "delete" and keep_days the
+    RETRs of a session closed by the idle timeout leave the messages and no download record."""
+
+    def test_idle_timeout_records_nothing(self):
+        for text in ('retention = "delete";', "keep_days = 5;"):
+            with self.subTest(policy=text):
+                d = self.daemon(idle_timeout=1, extra_config=policy(text))
+                md = d.maildir("alice")
+                uidls = [deliver(md, message("t%d" % i), mtime=time.time() - 100 + i)
+                         for i in range(2)]
+                before = snapshot(md)
+                c = self.login(d, "alice")
+                num = uidl_map(c)
+                for u in uidls:
+                    self.assertOK(c.cmd_multi("RETR %d" % num[u])[0])
+                c.wait_closed(timeout=15)
+                d.wait_session_end(1)
+                self.assertIn("retr=2 ", d.log_lines("session end")[-1])
+                self.assertEqual(d.log_lines("update id="), [])
+                self.assertEqual(snapshot(md), before)
+                state = read_state(md)                   # at most the login, no record
+                self.assertTrue(state is None or state[1] == {}, state)
+                self.assertEqual(self.expire(d, "--at", "+3650d").removed(), {})
+
+
 # ---------------------------------------------------------------- pop3d --expire
 
 class ExpireCliTest(PolicyCase):
@@ -499,6 +528,25 @@ class ExpireCliTest(PolicyCase):
         self.assertEqual(r.removed(), {u: "unread_days" for u in self.a_old})
         self.assertEqual(r.summary()["skipped_locked"], "0")
 
+    def test_future_at_needs_dry_run_or_force(self):
+        # A real sweep "as of" next month removes today what clients were promised until then.
+        before = self.trees()
+        for args in (("--at", "+3d"), ("--at", "+1h", "--json"), ("--at", "2999-01-01")):
+            r = run_expire(self.d.conf, *args, force=False)
+            self.assertEqual(r.rc, 2, r.describe())
+            self.assertEqual(r.stdout, "")
+            self.assertIn("--dry-run", r.stderr)
+            self.assertIn("--force", r.stderr)
+        self.assertEqual(self.trees(), before)
+        r = run_expire(self.d.conf, "--force", force=False)     # --force alone: not --expire's
+        self.assertEqual(r.rc, 0, r.describe())                 # future: nothing to refuse
+        r = run_expire(self.d.conf, "--at", "2001-01-01", force=False)   # the past: allowed
+        self.assertEqual(r.rc, 0, r.describe())
+        self.assertEqual(r.removed(), {})
+        r = run_expire(self.d.conf, "--at", "+3d", "--force", force=False)
+        self.assertEqual(r.rc, 0, r.describe())
+        self.assertIn(self.a_dl, r.removed())
+
     def test_at_forms(self):
         def now_of(*args):
             return self.expire(self.d, "--dry-run", "--json", *args).summary()["now"]
@@ -527,16 +575,215 @@ class ExpireCliTest(PolicyCase):
         self.assertEqual(self.trees(), before)
 
 
+def owners(top):
+    """{relative path: (uid, gid, mode, size)} of everything under top."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in [""] + dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            out[os.path.relpath(p, top)] = (st.st_uid, st.st_gid, st.st_mode, st.st_size)
+    return out
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root")
+@unittest.skipIf(privdrop_test.NOBODY is None, "needs the nobody user and the nogroup group")
+class ExpireAsRootTest(PolicyCase):
+    """`pop3d --expire` started by root sweeps as process.user, like the daemon: the lock and
+    state files it creates belong to that user, so the daemon (running as nobody) can still
+    open them; without process.user (and without allow_root) it refuses; a dry run creates
+    nothing at all; and a message that user cannot read is kept, not removed."""
+
+    def setUp(self):
+        self.uid, self.gid = privdrop_test.NOBODY.pw_uid, privdrop_test.NOGROUP.gr_gid
+        d = privdrop_test.ProcessDaemon({"user": "nobody", "group": "nogroup"},
+                                        owner=(self.uid, self.gid))
+        d.extra_config += policy("unread_days = 1;")
+        self.addCleanup(d.cleanup_dir)
+        self.addCleanup(d.stop)
+        self.d = d
+        now = int(time.time())
+        self.alice, self.bob = d.maildir("alice"), d.maildir("bob@example.org")
+        self.old = place(self.alice, "%d.old" % now, message("old"), now - 2 * DAY)
+        self.young = place(self.alice, "%d.young" % now, message("young"), now - 10)
+        self.b_young = place(self.bob, "%d.b-young" % now, message("b-young"), now - 10)
+        # Root's own file, mode 0000, old enough for unread_days: nobody can read it. (carol's:
+        # a session cannot list a maildrop with a file it cannot read, so she cannot log in.)
+        self.carol = d.maildir("carol")
+        self.secret = place(self.carol, "%d.secret" % now, message("secret"), now - 10 * DAY)
+        d.start()                       # chowns the maildirs (but for the secret) to nobody
+        os.chown(os.path.join(self.carol, "new", self.secret), 0, 0)
+        os.chmod(os.path.join(self.carol, "new", self.secret), 0)
+        self.mail = os.path.join(d.dir, "mail")
+
+    def test_dry_run_as_root_creates_nothing(self):
+        before = owners(self.mail)
+        r = self.expire(self.d, "--dry-run")
+        self.assertEqual(r.removed(), {self.old: "unread_days"}, r.describe())
+        self.assertEqual(owners(self.mail), before)
+        self.assertFalse(os.path.exists(os.path.join(self.bob, "pop3d.lock")))
+        r = self.expire(self.d, "--dry-run", "--json", "--at", "+3650d")
+        self.assertEqual(owners(self.mail), before)
+
+    def test_sweep_as_root_leaves_files_the_daemon_can_use(self):
+        r = self.expire(self.d)
+        self.assertEqual(r.removed(), {self.old: "unread_days"}, r.describe())
+        for md in (self.alice, self.bob):
+            st = os.stat(os.path.join(md, "pop3d.lock"))
+            self.assertEqual((st.st_uid, st.st_gid), (self.uid, self.gid), md)
+        # bob never logged in: his first login goes through the lock file the sweep made
+        c = self.login(self.d, "bob@example.org")
+        self.assertOK(c.cmd("STAT"))
+        c.quit()
+        # alice downloads; the daemon (nobody) records it in the state file
+        self.download(self.d, "alice", [self.young])
+        self.assertNotIn("SYS/", self.d.stderr())
+        self.assertIn(self.young, read_state(self.alice)[1])
+        r = self.expire(self.d, "--at", "+1d")
+        st = os.stat(os.path.join(self.alice, "pop3d.state"))
+        self.assertEqual((st.st_uid, st.st_gid), (self.uid, self.gid))
+
+    def test_unreadable_message_is_kept_and_said_why(self):
+        for args in (("--dry-run",), ()):
+            r = self.expire(self.d, *args)
+            self.assertNotIn(self.secret, r.removed(), r.describe())
+            kept = [e for e in r.of("kept") if e["uidl"] == self.secret]
+            self.assertEqual(len(kept), 1, r.describe())
+            self.assertEqual(kept[0]["reason"], "message file cannot be read")
+            self.assertEqual(r.user("carol")["kept_doubt"], "1")
+        self.assertTrue(os.path.exists(os.path.join(self.carol, "new", self.secret)))
+
+    def test_root_without_process_user_is_refused(self):
+        conf = os.path.join(self.d.dir, "root.conf")
+        with open(self.d.conf) as f:
+            text = f.read()
+        with open(conf, "w") as f:
+            f.write(text.replace(privdrop_test.process_config(user="nobody", group="nogroup"),
+                                 ""))
+        before = owners(self.mail)
+        for args in ((), ("--dry-run",)):
+            r = run_expire(conf, *args)
+            self.assertEqual(r.rc, 1, r.describe())
+            self.assertIn("refusing to serve as root: set process.user, or "
+                          "process.allow_root = true", r.stderr)
+            self.assertEqual(r.stdout, "")
+        self.assertEqual(owners(self.mail), before)
+
+
+class DoubtLogTest(PolicyCase):
+    """README: on any doubt a message is kept "and the reason logged": one line per message
+    (user, UIDL, reason), at UPDATE and in sweeps, at most 20 per maildrop and sweep (or
+    session), the rest counted."""
+
+    def test_update_logs_each_message_kept_in_doubt(self):
+        d = self.daemon(extra_config=policy('retention = "delete";'))
+        md = d.maildir("carol")
+        now = int(time.time())
+        a = place(md, "%d.future" % now, message("future"), now - 100)
+        b = place(md, "%d.plain" % now, message("plain"), now - 100)
+        with open(os.path.join(md, "pop3d.state"), "w") as f:   # downloaded "tomorrow"
+            f.write("pop3d-state 1\nlast_login 0\n%s %d 0\n" % (a, now + DAY))
+        self.download(d, "carol", [a, b])
+        kept = d.log_lines("update kept ")
+        self.assertEqual(len(kept), 1, d.stderr())
+        self.assertIn('user=carol uidl=%s reason="clock is before the first download"' % a,
+                      kept[0])
+        self.assertIn("removed=1 ", d.log_lines("update id=")[-1])
+        self.assertIn("kept_doubt=1", d.log_lines("update id=")[-1])
+        self.assertEqual(set(by_base(md)), {a})
+
+    def test_sweep_lines_are_capped(self):
+        d = self.daemon(extra_config=policy("unread_days = 1;"))
+        md = d.maildir("alice")
+        now = int(time.time())
+        seen = [place(md, "%d.s%02d" % (now, i), message("s%d" % i), now - 5 * DAY, sub="cur",
+                      info=":2,S") for i in range(25)]
+        for args in ((), ("--json",)):
+            r = self.expire(d, "--dry-run", *args)
+            kept = r.of("kept")
+            self.assertEqual(len(kept), 20, r.describe())
+            for e in kept:
+                self.assertIn(e["uidl"], seen)
+                self.assertEqual(e["reason"], "seen flag without a download record")
+                self.assertEqual(e["user"], "alice")
+            self.assertEqual(str(r.user("alice")["kept_doubt"]), "25")
+
+
+class SweepLockTest(PolicyCase):
+    """A sweep scans a maildrop without its lock and holds the lock only to remove, a batch at a
+    time: a login during the scan of a large maildrop gets in (it waits only 250 ms for the
+    lock), and what a session changed meanwhile is decided again under the lock."""
+
+    N = 50000
+
+    def test_login_while_a_sweep_scans_a_large_maildrop(self):
+        d = self.daemon(extra_config=policy("unread_days = 1;"))
+        md = d.maildir("alice")
+        now = time.time()
+        old = fill(md, "old", 300, now - 2 * DAY)          # due: more than one batch of 256
+        young = fill(md, "young", self.N, now - 100)
+        self.login(d, "alice").quit()                        # the size cache: logins are quick
+        d.wait_session_end(1)
+        p = subprocess.Popen([pop3d_path(), "-c", d.conf, "--expire", "--user", "alice"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=child_env(), cwd="/", text=True)
+        try:
+            # in its scan: reading new/, and not holding the lock file open
+            caught = stop_while_open(p, os.path.join(md, "new"), os.path.join(md, "pop3d.lock"))
+            self.assertTrue(caught, "the sweep finished before it was caught in its scan")
+            c = self.login(d, "alice")                      # [IN-USE] if the scan held the lock
+            self.assertEqual(c.cmd("STAT").split()[:2], [b"+OK", str(self.N + 300).encode()])
+            c.quit()
+            d.wait_session_end(2)
+        finally:
+            if p.returncode is None:
+                os.kill(p.pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=EXPIRE_TIMEOUT)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("removed=300 ", out.splitlines()[-1])
+        self.assertEqual(set(by_base(md)), set(young))
+
+    def test_download_during_the_scan_is_decided_again(self):
+        # A session downloads (records) a message between the sweep's scan and its claim: the
+        # message is no longer "unread", so unread_days must not remove it.
+        d = self.daemon(extra_config=policy("unread_days = 1; keep_days = 30;"))
+        md = d.maildir("alice")
+        now = time.time()
+        old = sorted(fill(md, "old", 3, now - 2 * DAY))
+        fill(md, "young", 20000, now - 100)
+        self.login(d, "alice").quit()
+        d.wait_session_end(1)
+        p = subprocess.Popen([pop3d_path(), "-c", d.conf, "--expire", "--user", "alice"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=child_env(), cwd="/", text=True)
+        try:
+            self.assertTrue(stop_while_open(p, os.path.join(md, "new"),
+                                            os.path.join(md, "pop3d.lock")))
+            self.download(d, "alice", [old[0]])
+        finally:
+            if p.returncode is None:
+                os.kill(p.pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=EXPIRE_TIMEOUT)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("removed=2 ", out.splitlines()[-1])
+        self.assertEqual(set(old) & set(by_base(md)), {old[0]})
+        self.assertEqual(read_state(md)[1][old[0]][1], 30)
+
+
 class PeriodicSweepTest(PolicyCase):
+    """The daemon's own sweep (expire_interval may be as short as 1 s for this): it removes and
+    logs on its own, skips a maildrop in use and does it at the next sweep, and keeps its
+    schedule across SIGHUP (the first sweep is due one interval after the start here, as the
+    interval is shorter than EXPIRE_FIRST_DELAY)."""
 
     def test_daemon_sweeps_on_its_own(self):
-        d = self.daemon(extra_config=policy("unread_days = 1; expire_interval = 60;"))
+        d = self.daemon(extra_config=policy("unread_days = 1; expire_interval = 2;"))
         md = d.maildir("alice")
         now = int(time.time())
         old = place(md, "%d.old" % now, message("old"), now - 2 * DAY)
         young = place(md, "%d.young" % now, message("young"), now - 10)
-        line = d.wait_log("expire sweep", timeout=90)
-        self.assertIn("removed=1", line)
+        line = d.wait_log("expire sweep ")
+        self.assertIn("removed=1 ", line)
         rm = d.log_lines("expire removed")
         self.assertEqual(len(rm), 1, d.stderr())
         self.assertIn("user=alice uidl=%s cause=unread_days" % old, rm[0])
@@ -546,6 +793,111 @@ class PeriodicSweepTest(PolicyCase):
         counters = d.wait_log("counters ")
         self.assertIn(" deleted=1 ", counters)
         self.assertIn(" deleted_dele=0 deleted_download=0 deleted_expire=1 ", counters)
+        d.wait_log("expire sweep ", count=2)                     # and again, one interval later
+        self.assertEqual(len(d.log_lines("expire removed")), 1)
+
+    def test_locked_maildrop_is_done_by_the_next_sweep(self):
+        d = self.daemon(extra_config=policy("unread_days = 1; expire_interval = 1;"))
+        md = d.maildir("alice")
+        now = int(time.time())
+        old = place(md, "%d.old" % now, message("old"), now - 2 * DAY)
+        c = self.login(d, "alice")                             # holds the lock
+        n = d.count_log("expire sweep ")
+        line = d.wait_log("expire sweep ", count=n + 1)
+        self.assertIn("skipped_in_use=1 ", line)
+        self.assertIn("removed=0 ", line)
+        self.assertIn(old, by_base(md))
+        self.assertIn("expire skipped user=alice reason=in-use", d.stderr())
+        c.quit()
+        d.wait_session_end(1)
+        n = d.count_log("expire sweep ")
+        line = d.wait_log("expire sweep ", count=n + 1)
+        self.assertIn("removed=1 ", line)
+        self.assertEqual(by_base(md), {})
+
+    def test_reload_does_not_postpone_the_sweep(self):
+        # SIGHUP every 0.5 s, more often than the 3 s interval: the sweep still comes on time
+        # (it used to restart the full interval at every reload, and so never came).
+        d = self.daemon(extra_config=policy("unread_days = 1; expire_interval = 3;"))
+        md = d.maildir("alice")
+        now = int(time.time())
+        place(md, "%d.old" % now, message("old"), now - 2 * DAY)
+        t0 = time.monotonic()
+        reloads = 0
+        while d.wait_log("expire sweep ", timeout=0.5, fail=False) is None:
+            self.assertLess(time.monotonic() - t0, 20, "no sweep while reloading:\n" + d.stderr())
+            d.proc.send_signal(signal.SIGHUP)
+            reloads += 1
+            d.wait_log("reloaded users=", count=reloads)
+        self.assertGreaterEqual(reloads, 3)
+        self.assertIn("removed=1 ", d.log_lines("expire sweep ")[0])
+        self.assertEqual(by_base(md), {})
+
+
+class PolicyTableTest(unittest.TestCase):
+    """`pop3d -t` prints the effective policy table (defaults, each domain, each user entry)
+    with the EXPIRE / LOGIN-DELAY values clients see: checked row by row on the real binary."""
+
+    def check(self, policy_text, users):
+        top = tempfile.mkdtemp(prefix="pop3d-table-")
+        self.addCleanup(shutil.rmtree, top, True)
+        conf = os.path.join(top, "pop3d.conf")
+        with open(os.path.join(top, "users"), "w") as f:
+            f.write("".join("%s:{PLAIN}pw\n" % u for u in users))
+        with open(conf, "w") as f:
+            f.write('listen = ( { address = "127.0.0.1"; port = 1; } );\n'
+                    'auth = { users_file = "users"; plaintext = "always"; };\n'
+                    'maildrop = { path = "%s/mail/%%d/%%n"; };\n'
+                    "process = { allow_root = true; };\n%s" % (top, policy(policy_text)))
+        p = subprocess.run([pop3d_path(), "-c", conf, "-t"], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=IO_TIMEOUT, env=child_env())
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        lines = p.stdout.splitlines()
+        head = [i for i, l in enumerate(lines) if l.split()[:2] == ["level", "name"]]
+        self.assertEqual(len(head), 1, p.stdout)
+        self.assertEqual(lines[head[0]].split(),
+                         ["level", "name", "line", "retention", "keep_days", "unread_days",
+                          "login_delay", "EXPIRE", "LOGIN-DELAY"])
+        rows = []
+        for l in lines[head[0] + 1:]:
+            if not l.startswith("  ") or l.startswith("  CAPA"):
+                break
+            rows.append(l.split())
+        capa = [l.strip() for l in lines if l.startswith("  CAPA before login:")]
+        self.assertEqual(len(capa), 1, p.stdout)
+        return rows, capa[0]
+
+    def test_readme_example(self):
+        rows, capa = self.check(
+            'retention = "keep"; keep_days = 30; expire_interval = 3600;\n'
+            '  domains = ( { domain = "example.net"; retention = "delete"; } );\n'
+            '  users = ( { user = "bob@example.org"; keep_days = 7; login_delay = 300; },\n'
+            '            { user = "archive@example.org"; retention = "keep"; } );\n',
+            ["alice@example.org", "carol@example.net", "bob@example.org",
+             "archive@example.org"])
+        # (the policy group starts on line 5 of the file: listen, auth, maildrop, process;
+        # unread_days 0 prints as "off", keep_days without a value as "forever"; users sorted)
+        self.assertEqual(rows, [
+            ["default", "-", "5", "keep", "30", "off", "0", "30", "-"],
+            ["domain", "example.net", "6", "delete", "-", "off", "0", "0", "-"],
+            ["user", "archive@example.org", "8", "keep", "forever", "off", "0", "NEVER", "-"],
+            ["user", "bob@example.org", "7", "keep", "7", "off", "300", "7", "300"],
+        ])
+        self.assertEqual(capa, "CAPA before login: EXPIRE 0 USER, LOGIN-DELAY 300 USER")
+
+    def test_unread_days_and_one_rule_for_all(self):
+        rows, capa = self.check(
+            "keep_days = 30; unread_days = 10;\n"
+            '  domains = ( { domain = "example.org"; unread_days = 0; } );\n'
+            '  users = ( { user = "dave"; retention = "keep"; unread_days = 40; } );\n',
+            ["dave", "erin"])
+        self.assertEqual(rows, [
+            ["default", "-", "5", "keep", "30", "10", "0", "10", "-"],
+            ["domain", "example.org", "6", "keep", "30", "off", "0", "30", "-"],
+            ["user", "dave", "7", "keep", "forever", "40", "0", "40", "-"],
+        ])
+        # dave: 40, erin (the defaults): 10; the example.org rule matches no user
+        self.assertEqual(capa, "CAPA before login: EXPIRE 10 USER")
 
 
 # ---------------------------------------------------------------- LOGIN-DELAY
@@ -624,7 +976,8 @@ def files_in(folder):
 
 
 class ClientsTest(PolicyCase):
-    """getmail6 (delete = false) and fetchmail (keep) against keep N and delete. The messages
+    """getmail6 (delete = false) and fetchmail (keep) against each policy: keep N days, keep
+    forever, delete, unread_days. The messages
     have LF line ends and a Return-Path, so both tools store each one byte for byte as sent."""
 
     def start(self, text):
@@ -731,31 +1084,71 @@ class ClientsTest(PolicyCase):
         self.assertIn("retr=0 ", end)
         self.assertGotAll(got)
 
+    def test_getmail_keep_forever(self):
+        self.start('retention = "keep";')
+        before = snapshot(self.md)
+        got, end = self.getmail()
+        self.assertIn("retr=3 ", end)
+        self.assertGotAll(got)
+        recs = read_state(self.md)[1]
+        self.assertEqual({u: recs[u][1] for u in recs}, {u: -1 for u in self.uidls})
+        self.assertEqual(self.expire(self.d, "--at", "+3650d").removed(), {})
+        self.assertEqual(sorted(snapshot(self.md).values()), sorted(before.values()))
+
+    def test_getmail_unread_days(self):
+        # What getmail downloaded is kept (forever by default); mail it never fetched goes
+        # unread_days after arrival.
+        self.start("unread_days = 2;")
+        got, end = self.getmail()
+        self.assertIn("retr=3 ", end)
+        self.assertGotAll(got)
+        late = deliver(self.md, b"Return-Path: <d@example.net>\nSubject: late\n\nlate\n")
+        self.assertEqual(self.expire(self.d, "--dry-run", "--at", "+2d").removed(),
+                         {late: "unread_days"})
+        self.assertEqual(self.expire(self.d, "--at", "+2d").removed(), {late: "unread_days"})
+        self.assertEqual(set(by_base(self.md)), set(self.uidls))
+
+    # fetchmail (6.4) in keep mode fetches every message with "TOP n 99999999", never RETR: by
+    # the README's definition it downloads nothing, so pop3d records nothing, keep_days and
+    # "delete" never apply, and only unread_days removes its mail.
+
+    def fetchmail_downloads_nothing(self):
+        before = snapshot(self.md)
+        for _ in range(2):                                      # the second run fetches nothing
+            got, end = self.fetchmail()
+            self.assertGotAll(got)
+            self.assertIn("retr=0 ", end)
+            self.assertIn("removed=0 ", end)
+            self.assertEqual(snapshot(self.md), before)
+            state = read_state(self.md)                         # no download record at all
+            self.assertTrue(state is None or state[1] == {}, state)
+        return before
+
     def test_fetchmail_keep_days(self):
         self.start("keep_days = 5;")
-        before = snapshot(self.md)
-        got, end = self.fetchmail()
-        self.assertGotAll(got)
-        self.assertEqual(sorted(snapshot(self.md).values()), sorted(before.values()))
-        got, end = self.fetchmail()                             # nothing fetched again
-        self.assertIn("retr=0 ", end)
-        self.assertGotAll(got)
-        self.assertEqual(sorted(snapshot(self.md).values()), sorted(before.values()))
+        before = self.fetchmail_downloads_nothing()
+        self.assertEqual(self.expire(self.d, "--at", "+3650d").removed(), {})
+        self.assertEqual(snapshot(self.md), before)
+
+    def test_fetchmail_keep_forever(self):
+        self.start('retention = "keep";')
+        before = self.fetchmail_downloads_nothing()
+        self.assertEqual(self.expire(self.d, "--at", "+3650d").removed(), {})
+        self.assertEqual(snapshot(self.md), before)
 
     def test_fetchmail_under_delete(self):
         self.start('retention = "delete";')
-        before = snapshot(self.md)
-        got, end = self.fetchmail()
-        self.assertGotAll(got)
-        # README: only RETR downloads. fetchmail 6.4 with "keep" fetches with TOP n 99999999,
-        # which is not a download, so the mail stays; a fetchmail that uses RETR loses it.
-        if "retr=3 " in end:
-            self.assertEqual(snapshot(self.md), {})
-        else:
-            self.assertIn("retr=0 ", end)
-            self.assertEqual(snapshot(self.md), before)
-        got, end = self.fetchmail()
-        self.assertGotAll(got)                                  # not fetched twice
+        before = self.fetchmail_downloads_nothing()
+        self.assertEqual(self.expire(self.d, "--at", "+3650d").removed(), {})
+        self.assertEqual(snapshot(self.md), before)
+
+    def test_fetchmail_unread_days(self):
+        self.start("keep_days = 5; unread_days = 2;")
+        self.fetchmail_downloads_nothing()
+        self.assertEqual(self.expire(self.d, "--at", "+1d").removed(), {})
+        self.assertEqual(self.expire(self.d, "--at", "+2d").removed(),
+                         {u: "unread_days" for u in self.uidls})
+        self.assertEqual(snapshot(self.md), {})
 
 
 # ---------------------------------------------------------------- SIGKILL

@@ -1090,7 +1090,7 @@ test_policy_bad(void **state)
 	    "  keep_days = 36501;\n"
 	    "  unread_days = -1;\n"
 	    "  login_delay = 86401;\n"
-	    "  expire_interval = 59;\n"
+	    "  expire_interval = 0;\n"
 	    "  mode = 1;\n"                                                 /* line 10 */
 	    "  domains = (\n"
 	    "    { retention = \"keep\"; },\n"
@@ -1112,7 +1112,7 @@ test_policy_bad(void **state)
 	expect(f, "%s:6: policy.keep_days: must be between 0 and 36500", f->path);
 	expect(f, "%s:7: policy.unread_days: must be between 0 and 36500", f->path);
 	expect(f, "%s:8: policy.login_delay: must be between 0 and 86400", f->path);
-	expect(f, "%s:9: policy.expire_interval: must be between 60 and 604800", f->path);
+	expect(f, "%s:9: policy.expire_interval: must be between 1 and 604800", f->path);
 	expect(f, "%s:10: policy.mode: unknown setting", f->path);
 	expect(f, "%s:12: policy.domains[0].domain: required setting is missing", f->path);
 	expect(f, "%s:13: policy.domains[1].domain: must be a domain name: letters, digits, "

@@ -219,7 +219,7 @@ download(const struct fx *f, const char *user, int64_t now, const char *uidl1, c
 			md->msgs[i].flags |= MSG_RETR;
 	rules_for(f->rules, user, strlen(user), &r);
 	maildrop_quit(md);
-	policy_mark_update(md, &r, now);
+	policy_mark_update(md, &r, now, NULL, NULL);
 	assert_true(maildrop_update(md, &res) >= 0);
 	maildrop_close(md);
 }
@@ -617,6 +617,9 @@ test_json(void **state)
 	out_has(f, "{\"event\":\"summary\",\"now\":1700000000,\"dry_run\":false,\"users\":1,"
 	    "\"skipped_locked\":0,\"failed\":0,\"removed\":1,\"would_remove\":0,\"kept_doubt\":1,"
 	    "\"bytes\":2}\n");
+	/* The message kept in doubt has a line of its own, with its UIDL and reason. */
+	out_has(f, "{\"event\":\"kept\",\"user\":\"q\\\"u\\\\o\\u0001\\u00ff\xc3\xa9\",\"uidl\":\"S\","
+	    "\"reason\":\"seen flag without a download record\"}\n");
 	/* One object per line, nothing else. */
 	for (p = f->out; *p != '\0'; p = nl + 1) {
 		nl = strchr(p, '\n');
@@ -625,7 +628,7 @@ test_json(void **state)
 		assert_int_equal(nl[-1], '}');
 		lines++;
 	}
-	assert_int_equal(lines, 3);
+	assert_int_equal(lines, 4);
 	/* And every line is JSON to a real parser, when one is at hand. */
 	if (system("python3 -c '' >/dev/null 2>&1") == 0) {
 		snprintf(cmd, sizeof cmd, "python3 -c 'import sys,json\nfor l in sys.stdin.buffer: "

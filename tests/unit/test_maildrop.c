@@ -1317,6 +1317,63 @@ test_open_sweep(void **state)
 	assert_null(md);
 }
 
+/*
+ * The sweep in two steps: the scan takes no lock (a session may hold it), a
+ * dry run's claim creates nothing and only asks, a real claim locks, and
+ * both look at the state again.
+ */
+static void
+test_scan_and_claim(void **state)
+{
+	struct fx *f = *state;
+	struct maildrop *md = NULL, *held = NULL;
+	char err[256];
+
+	mkmaildir(f);
+	puts_(f, "new/A", "a\n", 1000);
+	puts_(f, "new/B", "b\n", 1000);
+	assert_int_equal(maildrop_scan_sweep(f->root, &md, err, sizeof err), MD_OK);
+	assert_int_equal(md->lock_fd, -1);
+	assert_int_equal(md->n, 2);
+	/* Dry run, no lock file: nobody holds it, and none is made. */
+	md->msgs[0].flags |= MSG_REMOVE;
+	assert_int_equal(maildrop_sweep_claim(md, 1, err, sizeof err), MD_OK);
+	assert_int_equal(md->lock_fd, -1);
+	assert_false(exists(f, "pop3d.lock"));
+	assert_true((md->msgs[0].flags & MSG_REMOVE) != 0);
+	assert_int_equal(md->msgs[0].flags & MSG_UNREADABLE, 0);   /* root reads anything */
+	maildrop_close(md);
+
+	/* A session holds the lock: the scan still works, a claim of either kind is refused. */
+	held = open_ok(f);
+	md = NULL;
+	assert_int_equal(maildrop_scan_sweep(f->root, &md, err, sizeof err), MD_OK);
+	assert_int_equal(md->n, 2);
+	assert_int_equal(maildrop_sweep_claim(md, 1, err, sizeof err), MD_INUSE);
+	assert_int_equal(maildrop_sweep_claim(md, 0, err, sizeof err), MD_INUSE);
+	assert_int_equal(md->lock_fd, -1);
+	maildrop_close(held);
+
+	/* Free now: a real claim locks; a candidate gone since the scan loses its flag. */
+	md->msgs[0].flags |= MSG_REMOVE;
+	md->msgs[1].flags |= MSG_REMOVE;
+	{
+		char p[PATH_MAX];
+
+		pathf(p, sizeof p, f, md->msgs[1].file);
+		assert_int_equal(unlink(p), 0);
+	}
+	assert_int_equal(maildrop_sweep_claim(md, 0, err, sizeof err), MD_OK);
+	assert_true(md->lock_fd >= 0);
+	assert_true((md->msgs[0].flags & MSG_REMOVE) != 0);
+	assert_int_equal(md->msgs[1].flags & MSG_REMOVE, 0);
+	assert_int_equal(maildrop_open(f->root, &held, err, sizeof err), MD_INUSE);
+	maildrop_unlock(md);
+	held = open_ok(f);
+	maildrop_close(held);
+	maildrop_close(md);
+}
+
 /* ---- templates ---- */
 
 static void
@@ -1441,6 +1498,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_update, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_sweep, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_and_claim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep_removes_stale_temps, setup, teardown),
 		cmocka_unit_test(test_expand),
 		cmocka_unit_test(test_template_check),

@@ -385,6 +385,22 @@ static void test_sweep_seen_without_record(void **state)
 	assert_doubt(&R_DELETE, &m, T0 + 365 * DAY, AT_SWEEP);
 }
 
+/* A message file the sweep cannot read: kept in doubt once due, plain keep before. */
+static void test_sweep_unreadable_file(void **state)
+{
+	struct rule r = with_unread(R_KEEP30, 10);
+	struct msg_meta m = fresh(), d = recorded(30);
+
+	(void)state;
+	m.unreadable = 1;
+	assert_keep(&r, &m, T0, AT_SWEEP);                    /* not due: no doubt to report */
+	assert_doubt(&r, &m, T0 + 10 * DAY, AT_SWEEP);        /* unread_days due */
+	d.unreadable = 1;
+	assert_doubt(&r, &d, T0 + 30 * DAY, AT_SWEEP);        /* keep_days due */
+	d.unreadable = 0;
+	assert_delete(&r, &d, T0 + 30 * DAY, AT_SWEEP, CAUSE_KEEP_DAYS);
+}
+
 /* An unreadable state file keeps everything at a sweep; DELE still wins at UPDATE. */
 static void test_state_not_ok(void **state)
 {
@@ -472,6 +488,7 @@ int main(void)
 		cmocka_unit_test(test_sweep_unread_off),
 		cmocka_unit_test(test_sweep_unread_doubt),
 		cmocka_unit_test(test_sweep_seen_without_record),
+		cmocka_unit_test(test_sweep_unreadable_file),
 		cmocka_unit_test(test_state_not_ok),
 		cmocka_unit_test(test_sweep_ignores_session_flags),
 		cmocka_unit_test(test_null_args_and_unknown),

@@ -810,6 +810,35 @@ test_sweep_remove(void **state)
 	state_is(f, "pop3d-state 1\nlast_login 3\nE 4 4\n");
 }
 
+/*
+ * A sweep lists before it locks: a session may meanwhile record the download
+ * of mail delivered after the listing. The sweep's state write must keep that
+ * record (and drop only what it removed).
+ */
+static void
+test_sweep_keeps_records_it_did_not_list(void **state)
+{
+	struct fx *f = *state;
+	struct md_update_result res;
+	struct maildrop *md = NULL;
+	char err[256];
+
+	three(f);
+	puts_(f, "pop3d.state", "pop3d-state 1\nlast_login 0\nB 1690000000 1\n", 0);
+	assert_int_equal(maildrop_scan_sweep(f->root, &md, err, sizeof err), MD_OK);
+	assert_int_equal(md->n, 3);
+	/* Meanwhile: X delivered, downloaded and recorded by a session. */
+	puts_(f, "new/X", "x\n", T0);
+	puts_(f, "pop3d.state", "pop3d-state 1\nlast_login 7\nB 1690000000 1\nX 1700000000 30\n", 0);
+	by_uidl(md, "B")->flags |= MSG_REMOVE;
+	assert_int_equal(maildrop_sweep_claim(md, 0, err, sizeof err), MD_OK);
+	assert_int_equal(by_uidl(md, "B")->has_record, 1);
+	assert_int_equal(maildrop_sweep_remove(md, &res), 0);
+	assert_int_equal(res.removed, 1);
+	maildrop_close(md);
+	state_is(f, "pop3d-state 1\nlast_login 7\nX 1700000000 30\n");
+}
+
 static void
 test_login_record(void **state)
 {
@@ -909,6 +938,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_unreadable_state_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_login_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sweep_keeps_records_it_did_not_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_while_writing, setup, teardown),
 	};
 
