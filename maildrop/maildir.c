@@ -43,6 +43,8 @@ struct scan {
 	size_t      n;
 	size_t      cap;
 	size_t      over;     /* files left out beyond MAILDROP_MSGS_MAX */
+	size_t      unreadable;  /* files left out because they cannot be read */
+	char        why[160];    /* the first of those, and why, for the note */
 };
 
 #define ENT_BASE(e) ((e)->file + 4)
@@ -587,7 +589,18 @@ vanished(int e)
 	return e == ENOENT || e == ELOOP;
 }
 
-/* Read the file once, counting. 0, 1 when it vanished, -1 with err set. */
+/*
+ * A message this process may not read (EACCES, EPERM: a delivery with the
+ * wrong owner or mode) is left out of the session rather than refusing the
+ * login: unlisted, nobody can delete it, and the rest of the mail is served.
+ */
+static int
+unreadable(int e)
+{
+	return e == EACCES || e == EPERM;
+}
+
+/* Read the file once, counting. 0, 1 when it vanished, 2 when it may not be read, -1 with err set. */
 static int
 count_file(const char *root, struct ent *e, char *buf, char *err, size_t errlen)
 {
@@ -606,6 +619,8 @@ count_file(const char *root, struct ent *e, char *buf, char *err, size_t errlen)
 	if (fd < 0) {
 		if (vanished(errno))
 			return 1;
+		if (unreadable(errno))
+			return 2;
 		fail(err, errlen, MD_TEMP, "open", path, errno);
 		return -1;
 	}
@@ -833,7 +848,7 @@ open_md(const char *path, int sweep, struct maildrop **out, char *err, size_t er
 {
 	struct maildrop *md = NULL;
 	struct md_cache cache;
-	struct scan s = { NULL, 0, 0, 0 };
+	struct scan s = { NULL, 0, 0, 0, 0, "" };
 	enum md_status st;
 	char cerr[256] = "";
 	char *buf = NULL;
@@ -887,6 +902,8 @@ open_md(const char *path, int sweep, struct maildrop **out, char *err, size_t er
 			st = MD_TEMP;
 			goto out;
 		}
+		if (r == 2 && s.unreadable++ == 0)
+			snprintf(s.why, sizeof s.why, "%.100s", s.v[i].file);
 		if (r > 0) {
 			free(s.v[i].file);
 			continue;
@@ -938,6 +955,12 @@ open_md(const char *path, int sweep, struct maildrop **out, char *err, size_t er
 	if (s.over > 0)
 		snprintf(md->err, sizeof md->err, "listing only the first %u messages of %s (%zu more)",
 		    MAILDROP_MSGS_MAX, path, s.over);
+	if (s.unreadable > 0) {
+		md->partial = 1;
+		snprintf(md->err, sizeof md->err, "%zu message%s cannot be read (permission denied; "
+		    "first: %.100s), left out of this session and not removed", s.unreadable,
+		    s.unreadable == 1 ? "" : "s", s.why);
+	}
 	/*
 	 * Last, so that a doubt is what md->err reports. A session reads it under
 	 * the lock; a sweep without it, which is safe because every writer replaces

@@ -430,9 +430,10 @@ sort_idx(const struct maildrop *md, size_t *v, size_t *tmp, size_t n)
 }
 
 /*
- * When the listing stopped at MAILDROP_MSGS_MAX, messages beyond it still
- * exist, and a sweep lists before it locks: write the records of unlisted
- * UIDLs again from the file (read under our lock).
+ * When the listing stopped at MAILDROP_MSGS_MAX or left out files it could
+ * not read, messages beyond it still exist, and a sweep lists before it
+ * locks: write the records of unlisted UIDLs again from the file (read under
+ * our lock).
  */
 static void
 carry_over(struct maildrop *md, struct afile *w)
@@ -494,7 +495,7 @@ md_state_write(struct maildrop *md)
 	 * A sweep's listing was taken before its lock: a session may since have
 	 * recorded the download of mail delivered after it. Keep those records.
 	 */
-	if (md->state_ok && (md->n >= MAILDROP_MSGS_MAX || md->sweep))
+	if (md->state_ok && (md->n >= MAILDROP_MSGS_MAX || md->sweep || md->partial))
 		carry_over(md, &w);
 	if (afile_finish(&w) != 0) {
 		note(md, "writing state", w.tmp, errno);

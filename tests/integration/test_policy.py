@@ -608,7 +608,7 @@ class ExpireAsRootTest(PolicyCase):
         self.young = place(self.alice, "%d.young" % now, message("young"), now - 10)
         self.b_young = place(self.bob, "%d.b-young" % now, message("b-young"), now - 10)
         # Root's own file, mode 0000, old enough for unread_days: nobody can read it. (carol's:
-        # a session cannot list a maildrop with a file it cannot read, so she cannot log in.)
+        # her sessions leave it out, and no other test of this class logs her in.)
         self.carol = d.maildir("carol")
         self.secret = place(self.carol, "%d.secret" % now, message("secret"), now - 10 * DAY)
         d.start()                       # chowns the maildirs (but for the secret) to nobody
@@ -652,6 +652,25 @@ class ExpireAsRootTest(PolicyCase):
             self.assertEqual(kept[0]["reason"], "message file cannot be read")
             self.assertEqual(r.user("carol")["kept_doubt"], "1")
         self.assertTrue(os.path.exists(os.path.join(self.carol, "new", self.secret)))
+
+    def test_unreadable_message_is_left_out_of_a_session(self):
+        """A message the daemon's user may not read does not lock carol out: her session lists
+        the rest, a note names the file, and UPDATE keeps both the file and its download
+        record (a lost record would let unread_days take it as never downloaded)."""
+        now = int(time.time())
+        visible = place(self.carol, "%d.visible" % now, message("visible"), now - 10)
+        os.chown(os.path.join(self.carol, "new", visible), self.uid, self.gid)
+        state = os.path.join(self.carol, "pop3d.state")
+        with open(state, "w") as f:
+            f.write("pop3d-state 1\nlast_login 0\n%s %d 30\n" % (self.secret, now - 5 * DAY))
+        os.chown(state, self.uid, self.gid)
+        self.download(self.d, "carol", [visible])
+        self.assertEqual(self.d.count_log("cannot be read (permission denied; first: new/%s)"
+                                          % self.secret), 1, self.d.stderr())
+        self.assertTrue(os.path.exists(os.path.join(self.carol, "new", self.secret)))
+        recs = read_state(self.carol)[1]
+        self.assertEqual(recs.get(self.secret), (now - 5 * DAY, 30), recs)
+        self.assertIn(visible, recs)
 
     def test_root_without_process_user_is_refused(self):
         conf = os.path.join(self.d.dir, "root.conf")
