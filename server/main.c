@@ -134,6 +134,10 @@ check_config(const char *path)
 	rules_print(cs->rules, cs->users, stdout);
 	if (cfg->idle_timeout < IDLE_TIMEOUT_DEFAULT)
 		printf("warning: limits.idle_timeout is below the 10 minutes RFC 1939 asks for\n");
+	/* Not an error: run by a user, pop3d serves as that user. Started as root it won't. */
+	if (cfg->process.user == NULL && !cfg->process.allow_root)
+		printf("warning: process.user is not set: started as root (as by systemd), pop3d "
+		       "refuses to serve; run as another user, it serves as that user\n");
 	conf_set_unref(cs);
 	return 0;
 }

@@ -48,6 +48,17 @@ class ConfigCheckTest(Pop3TestCase):
         self.assertTrue(out.strip(), "-t printed no summary")
         self.assertNotRegex(out, re.escape(self.conf) + r":\d+:", "a good config got a problem report")
 
+    def test_warns_when_root_would_be_refused(self):
+        """No process.user and no allow_root: valid, but started as root pop3d will not serve."""
+        lines = [l for l in self.good_lines() if not l.startswith("process")]
+        path = self.write("\n".join(lines) + "\n", name="noprocess.conf")
+        rc, out = run(["-c", path, "-t"])
+        self.assertEqual(rc, 0, out)
+        self.assertIn("warning: process.user is not set", out)
+        rc, out = run(["-c", self.conf, "-t"])      # allow_root = true (tests run as root)
+        if os.geteuid() == 0:
+            self.assertNotIn("process.user is not set", out)
+
     def test_good_config_from_another_folder(self):
         """users_file = "users" resolves against the config's folder, not the working dir."""
         rc, out = run(["-c", self.conf, "-t"], cwd="/tmp")
