@@ -248,16 +248,25 @@ log_login_failure(struct session *s, const char *mech, uint64_t backoff_ms)
  * with the session's timer, never by blocking.
  */
 static uint64_t
-backoff_extra(struct session *s, uint64_t now)
+backoff_ms(struct session *s, uint64_t now, int count_failure)
 {
 	const struct backoff_cfg *b = &s->cs->cfg->backoff;
+	uint64_t forget = (uint64_t)b->forget * 1000;
 	struct ipkey k;
 
 	if (b->base_ms == 0 || s->trusted)
 		return 0;
 	ipkey_for_backoff(&s->peer_key, &k);
-	return backoff_delay_ms(b->base_ms, b->max_ms,
-	                        daemon_ip_fail(s->d, &k, now, (uint64_t)b->forget * 1000));
+	return backoff_delay_ms(b->base_ms, b->max_ms, count_failure ?
+	                        daemon_ip_fail(s->d, &k, now, forget) :
+	                        daemon_ip_failures(s->d, &k, now, forget));
+}
+
+/* A failure: count it, and return the extra wait it earns. */
+static uint64_t
+backoff_extra(struct session *s, uint64_t now)
+{
+	return backoff_ms(s, now, 1);
 }
 
 /* The end of every failed login, after the delay: one reply for all causes. */
@@ -446,14 +455,7 @@ oom:
 static uint64_t
 backoff_hold(struct session *s, uint64_t now)
 {
-	const struct backoff_cfg *b = &s->cs->cfg->backoff;
-	struct ipkey k;
-
-	if (b->base_ms == 0 || s->trusted)
-		return 0;
-	ipkey_for_backoff(&s->peer_key, &k);
-	return backoff_delay_ms(b->base_ms, b->max_ms,
-	                        daemon_ip_failures(s->d, &k, now, (uint64_t)b->forget * 1000));
+	return backoff_ms(s, now, 0);
 }
 
 static void

@@ -224,9 +224,11 @@ class Daemon:
 
     def __init__(self, users=None, plaintext="always", failure_delay=0.2, idle_timeout=600,
                  max_connections=10000, max_connections_per_ip=50, maildrop_path=None,
-                 users_text=None, extra_config=""):
+                 users_text=None, extra_config="", limits_extra=""):
         """users_text replaces the users file (and maildrop_path the template); "@DIR@" in them
-        becomes the daemon's temp dir. extra_config is appended to the config file."""
+        becomes the daemon's temp dir. extra_config is appended to the config file;
+        limits_extra goes inside its limits group (a second limits group would be a duplicate
+        setting), e.g. "auth_backoff_base = 0;"."""
         self.dir = tempfile.mkdtemp(prefix="pop3d-it-")
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.plaintext = plaintext
@@ -237,6 +239,7 @@ class Daemon:
         self.maildrop_template = (maildrop_path or "@DIR@/mail/%d/%n/Maildir").replace("@DIR@", self.dir)
         self.users_text = users_text
         self.extra_config = extra_config
+        self.limits_extra = limits_extra
         self.conf = os.path.join(self.dir, "pop3d.conf")
         self.users_file = os.path.join(self.dir, "users")
         self.port = None
@@ -266,9 +269,10 @@ class Daemon:
             'listen = ( { address = "127.0.0.1"; port = %d; } );\n'
             'auth = { users_file = "users"; plaintext = "%s"; failure_delay = %s; };\n'
             'maildrop = { path = "%s"; };\n'
-            'limits = { idle_timeout = %d; max_connections = %d; max_connections_per_ip = %d; };\n'
+            'limits = { idle_timeout = %d; max_connections = %d; max_connections_per_ip = %d;%s };\n'
             % (self.port, self.plaintext, repr(float(self.failure_delay)), self.maildrop_template,
-               self.idle_timeout, self.max_connections, self.max_connections_per_ip)
+               self.idle_timeout, self.max_connections, self.max_connections_per_ip,
+               " " + self.limits_extra if self.limits_extra else "")
         ) + self.process_config() + self.extra_config
 
     def process_config(self):

@@ -36,19 +36,10 @@ BACKOFF = re.compile(r"\bbackoff_ms=(\d+)\b")
 
 
 class BackoffDaemon(Daemon):
-    """harness.Daemon with limits_extra inside the limits group it writes (a second limits group
-    in extra_config would be a duplicate setting)."""
+    """harness.Daemon with this module's failure_delay."""
 
-    def __init__(self, limits_extra="", **kw):
+    def __init__(self, **kw):
         super().__init__(failure_delay=FAILURE_DELAY, **kw)
-        self.limits_extra = limits_extra
-
-    def config_text(self):
-        text, n = re.subn(r"(?m)^(limits = \{.*?)\s*\};$",
-                          lambda m: "%s %s };" % (m.group(1), self.limits_extra),
-                          super().config_text())
-        assert n == 1, text
-        return text
 
 
 def limits(base=0.2, max_=1.0, forget=30, trusted=None):

@@ -394,18 +394,10 @@ class PerIpCapTest(ProxyCase):
 # ---------------------------------------------------------------- backoff keyed by the header
 
 class ProxyBackoffDaemon(ProxyDaemon):
-    """ProxyDaemon with limits_extra inside the limits group harness.Daemon writes."""
+    """ProxyDaemon without the failure delay: the backoff alone is measured."""
 
-    def __init__(self, limits_extra="", **kw):
+    def __init__(self, **kw):
         super().__init__(failure_delay=0, **kw)
-        self.limits_extra = limits_extra
-
-    def config_text(self):
-        text, n = re.subn(r"(?m)^(limits = \{.*?)\s*\};$",
-                          lambda m: "%s %s };" % (m.group(1), self.limits_extra),
-                          super().config_text())
-        assert n == 1, text
-        return text
 
 
 class BackoffTest(ProxyCase):

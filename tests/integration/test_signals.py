@@ -97,19 +97,10 @@ class DaemonExtras:
 
 
 class SigDaemon(DaemonExtras, Daemon):
-    """harness.Daemon with extra settings inside the limits group it writes (limits_extra, e.g.
-    "auth_backoff_base = 0;"): a second limits group in extra_config would be a duplicate."""
+    """harness.Daemon without the auth backoff unless a test sets limits_extra itself."""
 
     def __init__(self, limits_extra="auth_backoff_base = 0;", **kw):
-        super().__init__(**kw)
-        self.limits_extra = limits_extra
-
-    def config_text(self):
-        text, n = re.subn(r"(?m)^(limits = \{.*?)\s*\};$",
-                          lambda m: "%s %s };" % (m.group(1), self.limits_extra),
-                          super().config_text())
-        assert n == 1, text
-        return text
+        super().__init__(limits_extra=limits_extra, **kw)
 
 
 class SigTlsDaemon(DaemonExtras, TlsDaemon):
