@@ -204,10 +204,11 @@ def snapshot(maildir):
 
 # ---------------------------------------------------------------- free port
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def free_port(host="127.0.0.1"):
+    """A port free on host now; raises OSError for "::1" when there is no IPv6 loopback."""
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
     finally:
         s.close()

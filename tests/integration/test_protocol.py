@@ -1,11 +1,11 @@
 """RFC 1939 / RFC 2449 behaviour: greeting, CAPA, USER/PASS, APOP, states, argument checking."""
 import hashlib
 import re
-import socket
 import time
 import unittest
 
-from harness import Closed, Daemon, Pop3TestCase, apop_timestamp, make_maildir, deliver, parse_list
+from harness import (Closed, Daemon, Pop3TestCase, apop_timestamp, deliver, free_port, make_maildir,
+                     parse_list)
 
 GREETING = re.compile(rb"^\+OK .*<[^<>@\s]+@[^<>\s]+>$")
 # SHA-512 crypt(3) of "pw" with a fixed salt: any crypt(3) string is a users-file secret
@@ -78,8 +78,7 @@ class GreetingCapaTest(Pop3TestCase):
 
 def ipv6_loopback():
     try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
+        free_port("::1")
         return True
     except OSError:
         return False

@@ -82,12 +82,7 @@ def test_certs():
 
 def free_port_v6():
     """A free port on ::1; raises OSError when this host has no IPv6 loopback."""
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    try:
-        s.bind(("::1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    return free_port("::1")
 
 
 def _other_port(taken):
