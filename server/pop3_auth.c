@@ -86,6 +86,7 @@ user_forget(struct session *s)
 	free(s->user);
 	s->user = NULL;
 	s->user_len = 0;
+	s->user_refused = 0;
 }
 
 void
@@ -185,25 +186,6 @@ utf8_ok(const struct session *s, const char *p, size_t n)
 	return !s->utf8 || utf8_valid(p, n);
 }
 
-static uint64_t backoff_extra(struct session *s, uint64_t now);
-
-/*
- * A name refused at USER, before any lookup or path: answered at once (no
- * password was tried), but a failed login for the counters, fail2ban and the
- * per-address backoff like any other.
- */
-static void
-log_bad_name(struct session *s, struct slice name, const char *mech)
-{
-	uint64_t extra = backoff_extra(s, uv_now(s->d->loop));
-	char user[300];
-
-	s->d->stats.login_failures++;
-	str_escape(user, sizeof user, name.p, name.n, 64);
-	log_msg(LOG_INFO, "login failed id=%llx ip=%s user=%s mechanism=%s backoff_ms=%llu",
-	        (unsigned long long)s->id, s->peer, user, mech, (unsigned long long)extra);
-}
-
 enum p3_outcome
 cmd_user(struct session *s, const struct p3_args *a)
 {
@@ -211,22 +193,18 @@ cmd_user(struct session *s, const struct p3_args *a)
 		reply_plaintext_refused(s);
 		return P3_ERR;
 	}
-	if (!utf8_ok(s, a->v[0].p, a->v[0].n)) {
-		user_forget(s);
-		log_bad_name(s, a->v[0], "USER");
-		session_replyf(s, "-ERR [AUTH] invalid UTF-8");
-		return P3_ERR;
-	}
-	if (!login_name_valid(a->v[0].p, a->v[0].n)) {
-		user_forget(s);
-		log_bad_name(s, a->v[0], "USER");
-		session_replyf(s, "-ERR [AUTH] invalid user name");
-		return P3_ERR;
-	}
 	if (user_set(s, a->v[0]) != 0) {
 		session_replyf(s, "-ERR [SYS/TEMP] out of memory");
 		return P3_ERR;
 	}
+	/*
+	 * A name no user can have (a '/', "..", a control character, invalid
+	 * UTF-8 after UTF8) is never looked up nor put in a path. It is answered
+	 * like any unknown name, and its PASS fails like a wrong password: same
+	 * delay, reply and log line, and nothing tells the two apart.
+	 */
+	s->user_refused = !utf8_ok(s, a->v[0].p, a->v[0].n) ||
+	                  !login_name_valid(a->v[0].p, a->v[0].n);
 	session_replyf(s, "+OK send PASS");
 	return P3_OK;
 }
@@ -542,7 +520,7 @@ cmd_pass(struct session *s, const struct p3_args *a)
 		session_replyf(s, "-ERR send USER first");
 		return P3_ERR;
 	}
-	if (!utf8_ok(s, a->v[0].p, a->v[0].n)) {
+	if (s->user_refused || !utf8_ok(s, a->v[0].p, a->v[0].n)) {
 		wipe_arg(s, a->v[0]);
 		return refuse_attempt(s, "USER");
 	}

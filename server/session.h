@@ -112,6 +112,7 @@ struct session {
 	char             timestamp[160]; /* APOP <...> from the greeting; "" when not offered */
 	char            *user;           /* name from USER, or the logged-in user */
 	size_t           user_len;
+	int              user_refused;    /* USER named no possible user: PASS fails, whatever it is */
 	struct users    *users;          /* reference used for this login */
 	struct auth_req *auth;           /* pending password check */
 	uint64_t         auth_started;   /* uv_now at PASS/APOP, for the failure delay */

@@ -148,16 +148,18 @@ class BackoffTest(BackoffCase):
         self.assertIn("mechanism=PLAIN", line)
         self.assertTook(took, ms, "AUTH PLAIN")
 
-    def test_impossible_user_name_counts(self):
-        """USER with a name that cannot exist is refused at once, and still is a failed login:
-        logged with its backoff, counted toward the address's next wait."""
+    def test_impossible_user_name_is_a_failed_login(self):
+        """A name that cannot exist is answered like an unknown one: USER +OK, then PASS fails
+        after the same delay and backoff, with the same reply and log line, whatever the
+        password; the name is never looked up."""
         d = self.daemon(limits_extra=limits(base=0.1, max_=1.0))
         c = self.client(d)
-        st = c.cmd("USER a/b")
-        self.assertTrue(st.startswith(b"-ERR [AUTH]"), st)
-        line = d.wait_log("login failed")
-        self.assertIn("backoff_ms=100", line)
-        self.assertEqual(self.fail_login(d, c)[1], 200)
+        for user in ("a/b", "..", "nobody-here"):
+            took, ms, line = self.fail_login(d, c, user=user)
+            self.assertTook(took, ms, user)
+        self.assertEqual([int(BACKOFF.search(l).group(1)) for l in d.log_lines("login failed")],
+                         [100, 200, 400])
+        self.assertIn("user=a/b ", d.log_lines("login failed")[0])
 
     def test_forgotten_after_quiet_period(self):
         forget = 2

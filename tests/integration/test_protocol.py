@@ -135,7 +135,8 @@ class TlsOnlyTest(Pop3TestCase):
 class AuthTest(Pop3TestCase):
 
     def setUp(self):
-        self.d = self.daemon(failure_delay=0.5)
+        # No per-address backoff: these tests measure failure_delay alone (test_backoff has it).
+        self.d = self.daemon(failure_delay=0.5, limits_extra="auth_backoff_base = 0;")
         for u in self.d.users:
             make_maildir(self.d.maildir(u))
 
@@ -166,7 +167,8 @@ class AuthTest(Pop3TestCase):
         replies = {self.timed_fail(c, "alice", "wrong"),
                    self.timed_fail(c, "nosuchuser", "wrong"),
                    self.timed_fail(c, "alice", "alice-pw "),     # the trailing space counts
-                   self.timed_fail(c, "ALICE", "alice-pw")}      # login names are exact
+                   self.timed_fail(c, "ALICE", "alice-pw"),      # login names are exact
+                   self.timed_fail(c, "../alice", "alice-pw")}   # a name no user can have
         self.assertEqual(len(replies), 1, "the reply must not tell which: %r" % replies)
         # still in AUTHORIZATION: a correct login works afterwards
         c.login("alice", "alice-pw")
