@@ -44,6 +44,7 @@ struct scan {
 	size_t      cap;
 	size_t      over;     /* files left out beyond MAILDROP_MSGS_MAX */
 	size_t      unreadable;  /* files left out because they cannot be read */
+	size_t      vanished;    /* files gone between readdir and measuring (renamed?) */
 	char        why[160];    /* the first of those, and why, for the note */
 };
 
@@ -848,7 +849,7 @@ open_md(const char *path, int sweep, struct maildrop **out, char *err, size_t er
 {
 	struct maildrop *md = NULL;
 	struct md_cache cache;
-	struct scan s = { NULL, 0, 0, 0, 0, "" };
+	struct scan s = { NULL, 0, 0, 0, 0, 0, "" };
 	enum md_status st;
 	char cerr[256] = "";
 	char *buf = NULL;
@@ -904,6 +905,8 @@ open_md(const char *path, int sweep, struct maildrop **out, char *err, size_t er
 		}
 		if (r == 2 && s.unreadable++ == 0)
 			snprintf(s.why, sizeof s.why, "%.100s", s.v[i].file);
+		if (r == 1)
+			s.vanished++;
 		if (r > 0) {
 			free(s.v[i].file);
 			continue;
@@ -955,6 +958,12 @@ open_md(const char *path, int sweep, struct maildrop **out, char *err, size_t er
 	if (s.over > 0)
 		snprintf(md->err, sizeof md->err, "listing only the first %u messages of %s (%zu more)",
 		    MAILDROP_MSGS_MAX, path, s.over);
+	/*
+	 * A file that vanished while we listed was most likely renamed (an IMAP
+	 * server setting a flag): it still exists, unlisted, and so may its record.
+	 */
+	if (s.vanished > 0)
+		md->partial = 1;
 	if (s.unreadable > 0) {
 		md->partial = 1;
 		snprintf(md->err, sizeof md->err, "%zu message%s cannot be read (permission denied; "
@@ -1026,7 +1035,6 @@ remove_stale_temps(struct maildrop *md)
 }
 
 static int open_regular(const char *root, const char *file);
-static int refind(struct maildrop *md, size_t i);
 
 enum md_status
 maildrop_scan_sweep(const char *path, struct maildrop **out, char *err, size_t errlen)
@@ -1082,16 +1090,16 @@ sweep_recheck(struct maildrop *md, size_t i)
 {
 	struct msg *m = &md->msgs[i];
 	struct stat st;
-	int fd, tries;
+	int fd;
 
 	m->flags &= ~MSG_UNREADABLE;
-	for (tries = 0; tries < 3; tries++) {
-		fd = open_regular(md->path, m->file);
-		if (fd != -ENOENT)
-			break;
-		if (refind(md, i) < 0)
-			break;
-	}
+	/*
+	 * Not found under its listed name: removed (another node's sweep, a
+	 * client's DELE) or renamed (a flag set over IMAP). Either way it is not
+	 * removed now, and not looked for either: that lists both folders, under
+	 * the lock, once per such message. The next sweep lists it afresh.
+	 */
+	fd = open_regular(md->path, m->file);
 	if (fd == -EACCES || fd == -EPERM) {
 		m->flags |= MSG_UNREADABLE;
 		return;

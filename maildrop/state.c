@@ -435,18 +435,29 @@ sort_idx(const struct maildrop *md, size_t *v, size_t *tmp, size_t n)
  * locks: write the records of unlisted UIDLs again from the file (read under
  * our lock).
  */
-static void
+static int
 carry_over(struct maildrop *md, struct afile *w)
 {
 	struct sfile f;
 	size_t *idx, *tmp, i;
-	char keep[sizeof md->err];
+	char keep[sizeof md->err], why[sizeof md->err];
+	int k;
 
 	memcpy(keep, md->err, sizeof keep);
-	if (load(md, &f) != 0) {
+	md->err[0] = '\0';
+	k = load(md, &f);
+	if (k == 1) {   /* no file any more: no record to keep */
 		memcpy(md->err, keep, sizeof keep);
-		return;
+		return 0;
 	}
+	if (k != 0) {
+		/* Better no write than dropping promises: the old file stays as it is. */
+		memcpy(why, md->err, sizeof why);
+		errf(md, "state not written: it could not be read again for the records of "
+		    "messages not listed (%.150s)", why);
+		return -1;
+	}
+	memcpy(md->err, keep, sizeof keep);
 	idx = malloc(md->n * sizeof *idx);
 	tmp = malloc(md->n * sizeof *tmp);
 	if (idx == NULL || tmp == NULL) {
@@ -463,6 +474,7 @@ out:
 	free(idx);
 	free(tmp);
 	sfile_free(&f);
+	return 0;
 }
 
 int
@@ -495,8 +507,12 @@ md_state_write(struct maildrop *md)
 	 * A sweep's listing was taken before its lock: a session may since have
 	 * recorded the download of mail delivered after it. Keep those records.
 	 */
-	if (md->state_ok && (md->n >= MAILDROP_MSGS_MAX || md->sweep || md->partial))
-		carry_over(md, &w);
+	if (md->state_ok && (md->n >= MAILDROP_MSGS_MAX || md->sweep || md->partial) &&
+	    carry_over(md, &w) < 0) {
+		w.e = EIO;
+		(void)afile_finish(&w);   /* removes the temporary file */
+		return -1;                /* md->err says why */
+	}
 	if (afile_finish(&w) != 0) {
 		note(md, "writing state", w.tmp, errno);
 		return -1;

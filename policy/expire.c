@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "maildrop/maildrop.h"
 #include "policy/expire.h"
@@ -367,8 +368,9 @@ sweep_batch(struct maildrop *md, const struct rule *r, const struct user *u,
  */
 static int
 sweep_user(const struct config *cfg, const struct rules *rules, const struct user *u,
-           const struct expire_opts *o, struct expire_totals *t)
+           const struct expire_opts *o_in, struct expire_totals *t)
 {
+	struct expire_opts uo = *o_in, *o = &uo;   /* this user's clock: see live_clock */
 	struct user_sum s = { 0, 0, 0, 0, 0, 0, NULL };
 	struct maildrop *md = NULL;
 	enum cause *causes = NULL;
@@ -386,6 +388,8 @@ sweep_user(const struct config *cfg, const struct rules *rules, const struct use
 		return -1;
 	}
 	err[0] = '\0';
+	if (o->live_clock)
+		o->now = (int64_t)time(NULL);
 	st = maildrop_scan_sweep(path, &md, err, sizeof err);
 	if (st != MD_OK) {
 		report_user_event(o, LOG_ERR, "failed", u->name, err[0] != '\0' ? err : "cannot open");
@@ -420,6 +424,8 @@ sweep_user(const struct config *cfg, const struct rules *rules, const struct use
 			break;
 		to = ncand - from > SWEEP_BATCH ? from + SWEEP_BATCH : ncand;
 		flag_batch(md, cand, from, to);
+		if (o->live_clock && (int64_t)time(NULL) > o->now)
+			o->now = (int64_t)time(NULL);   /* decided again under the lock, as of now */
 		k = sweep_batch(md, &r, u, o, from == 0, causes, went, had, seen_note, &s);
 		if (k == 1 && from == 0) {
 			report_user_event(o, LOG_INFO, "skipped", u->name, "in-use");

@@ -17,6 +17,9 @@
 
 struct expire_opts {
 	int64_t     now;        /* the clock the rules are applied at (unix time) */
+	int         live_clock; /* no --at: now is read again for each user and each removal
+	                           batch, so a download recorded during a long sweep is not
+	                           taken for a clock gone back */
 	int         dry_run;    /* decide and report, remove and write nothing */
 	const char *user;       /* one login name; NULL = every user of the users file */
 	int         json;       /* one JSON object per line instead of key=value text */

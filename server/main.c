@@ -226,6 +226,7 @@ expire_work(uv_work_t *req)
 
 	memset(&o, 0, sizeof o);
 	o.now = (int64_t)time(NULL);
+	o.live_clock = 1;
 	j->rc = expire_sweep(j->cs->cfg, j->cs->users, j->cs->rules, &o, &j->t);
 }
 
@@ -709,6 +710,7 @@ main(int argc, char **argv)
 		return hash_password(scheme);
 	if (expire) {
 		eo.now = (int64_t)time(NULL);
+		eo.live_clock = at == NULL;
 		if (at != NULL && expire_parse_at(at, eo.now, &eo.now) != 0) {
 			fprintf(stderr, "pop3d: --at: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ, "
 			        "+Nd or +Nh, not \"%s\"\n", at);

@@ -185,6 +185,19 @@ def write_state(md, records, last_login=0):
             f.write("%s %d %d\n" % (uidl, int(t), days))
 
 
+def read_records(md):
+    """{uidl: (first_download, promised_days)} from pop3d.state; {} when there is none."""
+    data = state_bytes(md)
+    if data is None:
+        return {}
+    out = {}
+    for line in data.decode("ascii").split("\n")[2:]:
+        if line:
+            uidl, t, days = line.split(" ")
+            out[uidl] = (int(t), int(days))
+    return out
+
+
 def state_bytes(md):
     try:
         with open(os.path.join(md, "pop3d.state"), "rb") as f:
@@ -474,6 +487,47 @@ class LoginScanTest(FaultCase):
         c = self.login(d)
         self.assertEqual(c.cmd("STAT"), b"+OK 3 %d" % sum(pop3_size(b) for b in before.values()))
         self.assertEqual(self.quit(d, c), b"+OK bye, 0 messages removed")
+
+    def test_record_of_an_unlisted_message_survives_update(self):
+        """A message left out of the session (it may not be read, or it vanished from its name
+        while the login listed it: an IMAP server setting a flag renames it) keeps its download
+        record when UPDATE writes the state: it still exists, and so does its promise."""
+        now = int(time.time())
+        for rule in ("openr:/new/" + name(1) + ":EACCES:1", "openr:/new/" + name(1) + ":ENOENT:1"):
+            with self.subTest(rule=rule):
+                d = self.fault_daemon(rule, extra_config=policy("keep_days = 30;"))
+                md = d.maildir("alice")
+                self.fill(md, 3)
+                write_state(md, {name(1): (now - 2 * 86400, 30)})
+                c = self.login(d)
+                self.assertFired(d)
+                self.assertEqual(c.cmd("STAT").split()[1], b"2")
+                self.assertOK(c.cmd_multi("RETR 1")[0])
+                self.assertEqual(self.quit(d, c), b"+OK bye, 0 messages removed")
+                recs = read_records(md)
+                self.assertEqual(recs.get(name(1)), (now - 2 * 86400, 30), recs)
+                self.assertIn(name(0), recs)
+                d.stop()
+
+    def test_state_not_read_again_is_not_replaced(self):
+        """Keeping an unlisted message's record needs the state file read again at UPDATE; when
+        that read fails, the state is not replaced (it would lose the record) and QUIT says the
+        download could not be recorded."""
+        now = int(time.time())
+        d = self.fault_daemon("openr:/new/" + name(1) + ":EACCES:1;openr:pop3d.state:EIO:2",
+                              extra_config=policy("keep_days = 30;"))
+        md = d.maildir("alice")
+        before = self.fill(md, 3)
+        write_state(md, {name(1): (now - 2 * 86400, 30)})
+        state = state_bytes(md)
+        c = self.login(d)
+        self.assertOK(c.cmd_multi("RETR 1")[0])
+        st = self.quit(d, c)
+        self.assertFired(d, "pop3d.state")
+        self.assertSysErr(st, ("TEMP",))
+        self.assertEqual(state_bytes(md), state)
+        self.assertIn("could not be read again", d.stderr())
+        self.assertKept(md, before)
 
     def test_size_cache_write_fails(self):
         """The size cache is a cache: the login goes on with the sizes it measured."""

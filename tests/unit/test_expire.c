@@ -224,6 +224,8 @@ download(const struct fx *f, const char *user, int64_t now, const char *uidl1, c
 	maildrop_close(md);
 }
 
+static int live_clock;   /* expire_opts.live_clock for sweep() */
+
 static int
 sweep(struct fx *f, int64_t now, int dry, const char *user, int json, struct expire_totals *t)
 {
@@ -241,6 +243,7 @@ sweep(struct fx *f, int64_t now, int dry, const char *user, int json, struct exp
 	o.user = user;
 	o.json = json;
 	o.out = fp;
+	o.live_clock = live_clock;
 	rc = expire_sweep(&f->cfg, &f->users, f->rules, &o, t);
 	assert_int_equal(fclose(fp), 0);
 	return rc;
@@ -328,6 +331,37 @@ test_keep_days(void **state)
 	st = slurp(f, "alice", "pop3d.state");
 	assert_null(strstr(st, "\nA "));
 	free(st);
+}
+
+/*
+ * Without --at the clock is read again per user: a download recorded after
+ * the sweep started (a long sweep over many users) is not a clock gone back.
+ * With a fixed --at time the same record is in doubt, and kept.
+ */
+static void
+test_live_clock(void **state)
+{
+	struct fx *f = *state;
+	struct expire_totals t;
+	int64_t real = (int64_t)time(NULL);
+
+	add_user(f, "alice");
+	set_default(f, RET_KEEP, 10, U);
+	mkmaildir(f, "alice");
+	put(f, "alice", "new/A", "a\n", (time_t)(real - 20 * DAY));
+	download(f, "alice", real - 50, "A", NULL);
+
+	live_clock = 0;
+	assert_int_equal(sweep(f, real - 100, 1, NULL, 0, &t), 0);
+	assert_int_equal(t.kept_doubt, 1);
+	out_has(f, "reason=\"clock is before the first download\"");
+
+	live_clock = 1;
+	assert_int_equal(sweep(f, real - 100, 1, NULL, 0, &t), 0);
+	live_clock = 0;
+	assert_int_equal(t.kept_doubt, 0);
+	assert_int_equal(t.would_remove, 0);
+	out_lacks(f, "clock is before");
 }
 
 /* The promise made at the first download outlives a shorter setting. */
@@ -715,6 +749,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_keep_days, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_promise_outlives_rule, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live_clock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unread, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dry_run, setup, teardown),
