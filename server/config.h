@@ -87,7 +87,7 @@ struct policy_cfg {
 	size_t                  ndomains;
 	struct policy_rule_cfg *users;        /* policy.users */
 	size_t                  nusers;
-	uint32_t                expire_interval;  /* seconds, 60..604800, default 3600 */
+	uint32_t                expire_interval;  /* seconds, 1..604800, default 3600 */
 };
 
 enum log_target { LOGT_STDERR, LOGT_SYSLOG };

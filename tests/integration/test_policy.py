@@ -4,11 +4,9 @@ unread_days, `pop3d --expire` (--dry-run, --user, --at, --json, a locked maildro
 enforcement, getmail6 and fetchmail in keep mode under each policy, and SIGKILL during UPDATE and
 during a sweep.
 
-Time is moved with `pop3d --expire --at`, never waited for, except by the one test of the daemon's
-own periodic sweep: expire_interval is at least 60 s, so that test waits about a minute (in
-parallel with the other modules) and then checks the sweep's removal and its SIGUSR1 counter.
 Time is moved with `pop3d --expire --at`, never waited for. The daemon's own periodic sweep runs
-with expire_interval = 1..3 s, and its tests wait for its log lines.
+with expire_interval = 1..3 s, and its tests wait for its log lines (and check the sweep's
+removal in the SIGUSR1 counters).
 """
 import base64
 import hashlib
