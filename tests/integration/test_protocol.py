@@ -89,7 +89,7 @@ class Ipv6Test(Pop3TestCase):
 
     def test_login_over_ipv6(self):
         if not ipv6_loopback():
-            self.skipTest("this machine has no IPv6 loopback")
+            self.skipTest("host: this machine has no IPv6 loopback")
         d = Daemon()
         self.addCleanup(d.cleanup_dir)
         base = d.config_text

@@ -756,7 +756,7 @@ class TrustedV6Test(TlsCase):
         try:
             free_port_v6()
         except OSError as e:
-            raise unittest.SkipTest("no IPv6 loopback on this machine: %s" % e)
+            raise unittest.SkipTest("host: no IPv6 loopback on this machine: %s" % e)
         super().setUpClass()
 
     def test_v6_loopback_may_log_in_without_tls(self):
