@@ -421,6 +421,29 @@ def plain_b64(user, password):
     return base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
 
 
+class StlsUtf8Test(TlsCase):
+    """A users file with a Latin-1 name: who can log in shows whether UTF8 is in force."""
+    USERS = None
+    DAEMON = {"users_bytes": b"alice:{PLAIN}alice-pw\nj\xf6rg:{PLAIN}joerg-pw\n"}
+
+    def test_stls_forgets_utf8(self):
+        """AUTHORIZATION starts afresh after STLS: UTF8 given in clear text no longer holds, so
+        the 8-bit (Latin-1) name is taken as bytes again and logs in; UTF8 given after the
+        handshake holds, and the same name is refused as bad UTF-8."""
+        c = self.plain()
+        self.assertOK(c.cmd("UTF8"))
+        c.stls()
+        self.assertOK(c.cmd(b"USER j\xf6rg"))
+        self.assertOK(c.cmd("PASS joerg-pw"))
+        c.quit()
+        c = self.plain()
+        c.stls()
+        self.assertOK(c.cmd("UTF8"))
+        self.assertOK(c.cmd(b"USER j\xf6rg"))
+        self.assertERR(c.cmd("PASS joerg-pw"))
+        c.quit()
+
+
 class StlsTest(TlsCase):
 
     @classmethod
@@ -520,17 +543,6 @@ class StlsTest(TlsCase):
         self.assertERR(st, "logged in with a USER sent in clear text before the handshake")
         self.assertERR(c.cmd("STAT"))
         c.login("alice", "alice-pw")
-        c.quit()
-
-    def test_stls_forgets_utf8(self):
-        """AUTHORIZATION starts afresh after STLS: UTF8 given in clear text no longer holds, so
-        an 8-bit (Latin-1) name is taken as bytes again rather than refused as bad UTF-8."""
-        c = self.plain()
-        self.assertOK(c.cmd("UTF8"))
-        c.stls()
-        self.assertOK(c.cmd(b"USER j\xf6rg"))
-        self.assertOK(c.cmd("UTF8"))
-        self.assertERR(c.cmd(b"USER j\xf6rg"))
         c.quit()
 
     def test_quit_sends_close_notify(self):
