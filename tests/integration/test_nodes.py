@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (DEFAULT_USERS, IO_TIMEOUT, REPO, Client, Daemon, child_env,  # noqa: E402
                      deliver, free_port, make_maildir, parse_list, pop3d_path)
-from policyutil import EXPIRE_TIMEOUT, ExpireRun, by_base, read_state, run_expire  # noqa: E402
+from policyutil import (EXPIRE_TIMEOUT, ExpireRun, by_base, message, place, read_state,  # noqa: E402
+                        run_expire)
 from tlsutil import client_context, test_certs  # noqa: E402
 
 HAPROXY = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
@@ -517,6 +518,75 @@ class NodesTest(unittest.TestCase):
             runs.append(ExpireRun(argv, subprocess.CompletedProcess(argv, p.returncode, out, err),
                                   False))
         return runs
+
+    def assertOK(self, reply, msg=None):
+        self.assertTrue(reply.startswith(b"+OK"), msg or reply)
+
+
+class DaemonSweepsTest(unittest.TestCase):
+    """Two daemons on one maildir store, each running its own periodic sweep (every second)
+    while sessions on both download: every due message goes exactly once, by one node or the
+    other; what is kept stays, and so do the download records made during the sweeps."""
+
+    USERS = EXPIRE_USERS[:3]
+    OLD, YOUNG = 400, 5                  # per user: unread for two days, and new
+
+    def test_both_daemons_sweep_one_store(self):
+        store = tempfile.mkdtemp(prefix="pop3d-sweeps-")
+        self.addCleanup(shutil.rmtree, store, True)
+        now = int(time.time())
+        old, young = {}, {}
+        for u in self.USERS:
+            md = maildir(store, u)
+            old[u] = {place(md, "%d.old-%04d.%s" % (now, i, u), message("old %d" % i),
+                            now - 2 * 86400 - i) for i in range(self.OLD)}
+            young[u] = sorted(place(md, "%d.young-%d.%s" % (now, i, u), message("young %d" % i),
+                                    now - 100 + i) for i in range(self.YOUNG))
+        policy = ('policy = { retention = "keep"; keep_days = 30; unread_days = 1; '
+                  'expire_interval = 1; };\n')
+        nodes = []
+        for _ in range(2):
+            d = Daemon(users=USERS, extra_config=policy,
+                       maildrop_path=os.path.join(store, "mail", "%d", "%n", "Maildir"))
+            self.addCleanup(d.cleanup_dir)
+            self.addCleanup(d.stop)
+            d.start()
+            nodes.append(d)
+        # While the nodes sweep: each user downloads its first young message on one node.
+        for i, u in enumerate(self.USERS):
+            d = nodes[i % 2]
+            deadline = time.monotonic() + 30
+            while True:
+                c = Client(d.port)
+                self.assertOK(c.cmd("USER " + u))
+                st = c.cmd("PASS " + password(u))
+                if st.startswith(b"+OK"):
+                    break
+                c.close()
+                self.assertTrue(st.startswith(b"-ERR [IN-USE]"), st)
+                self.assertLess(time.monotonic(), deadline, "no login for %s in 30 s" % u)
+                time.sleep(0.05)       # a sweep's batch holds the lock for milliseconds
+            st, data = c.cmd_multi("UIDL")
+            num = {v: n for n, v in parse_list(data)}
+            self.assertOK(c.cmd_multi("RETR %d" % num[young[u][0]])[0])
+            c.quit()
+        # Two more sweeps on each node after the last download, then look.
+        for d in nodes:
+            n = d.count_log("expire sweep ")
+            d.wait_log("expire sweep ", count=n + 2, timeout=60)
+        removed = []
+        for d in nodes:
+            self.assertEqual(d.log_lines("expire failed"), [], d.stderr()[-3000:])
+            removed += [re.search(r" uidl=(\S+) ", l).group(1) for l in d.log_lines("expire removed")]
+        self.assertEqual(len(removed), len(set(removed)), "a message removed twice")
+        self.assertEqual(set(removed), set().union(*old.values()))
+        for u in self.USERS:
+            md = maildir(store, u)
+            present = set(by_base(md))
+            self.assertEqual(present, set(young[u]), u)
+            records = read_state(md)[1]
+            self.assertEqual(records[young[u][0]][1], 30, records)
+            self.assertEqual([n for n in os.listdir(md) if n.startswith("pop3d.state.")], [])
 
     def assertOK(self, reply, msg=None):
         self.assertTrue(reply.startswith(b"+OK"), msg or reply)
