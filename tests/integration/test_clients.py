@@ -10,6 +10,7 @@ import poplib
 import pwd
 import re
 import shutil
+import subprocess
 import tempfile
 import unittest
 
@@ -48,7 +49,13 @@ class ClientTestCase(Pop3TestCase):
         self.d.wait_session_end(self.ends)
 
     def run_ok(self, argv, **kw):
-        r = run_tool(argv, self.home, timeout=TOOL_TIMEOUT, **kw)
+        try:
+            r = run_tool(argv, self.home, timeout=TOOL_TIMEOUT, **kw)
+        except subprocess.TimeoutExpired as e:
+            self.fail("%s still running after %ss\nstdout:\n%s\nstderr:\n%s\npop3d:\n%s"
+                      % (argv[0], TOOL_TIMEOUT, (e.stdout or b"").decode(errors="replace")[-3000:],
+                         (e.stderr or b"").decode(errors="replace")[-3000:],
+                         self.d.stderr()[-3000:]))
         if r.returncode != 0:
             self.fail("%s exited %d\nstdout:\n%s\nstderr:\n%s\npop3d:\n%s"
                       % (argv[0], r.returncode, r.stdout.decode(errors="replace")[-3000:],
