@@ -44,7 +44,6 @@ struct scan {
 	size_t      cap;
 	size_t      over;     /* files left out beyond MAILDROP_MSGS_MAX */
 	size_t      unreadable;  /* files left out because they cannot be read */
-	size_t      vanished;    /* files gone between readdir and measuring (renamed?) */
 	char        why[160];    /* the first of those, and why, for the note */
 };
 
@@ -780,6 +779,52 @@ make_uidl(const char *base, size_t n, char out[UIDL_MAX + 1])
 	return 0;
 }
 
+int
+md_each_uidl(const char *root, void (*fn)(const char *uidl, size_t n, void *arg), void *arg)
+{
+	static const char *const subs[] = { "new", "cur" };
+	char path[PATH_MAX], uidl[UIDL_MAX + 1];
+	struct dirent *de;
+	const char *colon;
+	size_t k, baselen;
+	DIR *d;
+	int e;
+
+	for (k = 0; k < 2; k++) {
+		if (join(path, sizeof path, root, subs[k]) < 0) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		d = opendir(path);
+		if (d == NULL && errno == ENOENT)
+			continue;
+		if (d == NULL)
+			return -1;
+		for (;;) {
+			errno = 0;
+			de = readdir(d);
+			if (de == NULL)
+				break;
+			if (de->d_name[0] == '.')
+				continue;
+			colon = strchr(de->d_name, ':');
+			baselen = colon != NULL ? (size_t)(colon - de->d_name) : strlen(de->d_name);
+			if (make_uidl(de->d_name, baselen, uidl) < 0) {
+				errno = EIO;
+				break;
+			}
+			fn(uidl, strlen(uidl), arg);
+		}
+		e = errno;
+		closedir(d);
+		if (e != 0) {
+			errno = e;
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static void
 scan_free(struct scan *s)
 {
@@ -849,7 +894,7 @@ open_md(const char *path, int sweep, struct maildrop **out, char *err, size_t er
 {
 	struct maildrop *md = NULL;
 	struct md_cache cache;
-	struct scan s = { NULL, 0, 0, 0, 0, 0, "" };
+	struct scan s = { NULL, 0, 0, 0, 0, "" };
 	enum md_status st;
 	char cerr[256] = "";
 	char *buf = NULL;
@@ -905,8 +950,6 @@ open_md(const char *path, int sweep, struct maildrop **out, char *err, size_t er
 		}
 		if (r == 2 && s.unreadable++ == 0)
 			snprintf(s.why, sizeof s.why, "%.100s", s.v[i].file);
-		if (r == 1)
-			s.vanished++;
 		if (r > 0) {
 			free(s.v[i].file);
 			continue;
@@ -958,14 +1001,7 @@ open_md(const char *path, int sweep, struct maildrop **out, char *err, size_t er
 	if (s.over > 0)
 		snprintf(md->err, sizeof md->err, "listing only the first %u messages of %s (%zu more)",
 		    MAILDROP_MSGS_MAX, path, s.over);
-	/*
-	 * A file that vanished while we listed was most likely renamed (an IMAP
-	 * server setting a flag): it still exists, unlisted, and so may its record.
-	 */
-	if (s.vanished > 0)
-		md->partial = 1;
 	if (s.unreadable > 0) {
-		md->partial = 1;
 		snprintf(md->err, sizeof md->err, "%zu message%s cannot be read (permission denied; "
 		    "first: %.100s), left out of this session and not removed", s.unreadable,
 		    s.unreadable == 1 ? "" : "s", s.why);

@@ -47,7 +47,6 @@ struct maildrop {
 	int         quit_seen;   /* set only by maildrop_quit() */
 	int         sweep;       /* opened for a sweep: no session, no UPDATE */
 	int         absent;      /* sweep: the maildir does not exist (nothing listed) */
-	int         partial;     /* files were left out (unreadable): keep their state records */
 
 	/* Download state (retention policies). */
 	int         state_ok;    /* the state file was absent or read without doubt */

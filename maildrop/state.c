@@ -429,19 +429,51 @@ sort_idx(const struct maildrop *md, size_t *v, size_t *tmp, size_t n)
 	memcpy(v, tmp, n * sizeof *v);
 }
 
+/* The file's records of UIDLs the listing does not hold, and which of them still exist. */
+struct unlisted {
+	const struct srec **v;     /* in the file's order: sorted by UIDL */
+	unsigned char      *alive;
+	size_t              n;
+};
+
+static void
+mark_alive(const char *uidl, size_t n, void *arg)
+{
+	struct unlisted *u = arg;
+	size_t lo = 0, hi = u->n, mid;
+	int c;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		c = slice_cmp(uidl, n, u->v[mid]->uidl, u->v[mid]->n);
+		if (c == 0) {
+			u->alive[mid] = 1;
+			return;
+		}
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+}
+
 /*
- * When the listing stopped at MAILDROP_MSGS_MAX or left out files it could
- * not read, messages beyond it still exist, and a sweep lists before it
- * locks: write the records of unlisted UIDLs again from the file (read under
- * our lock).
+ * Write again the file's records of messages the listing does not hold but
+ * that still exist under some name: a listing can miss a file (renamed by an
+ * IMAP server while it was taken, unreadable, beyond MAILDROP_MSGS_MAX) and a
+ * sweep's listing predates its lock. Records of messages gone from the
+ * maildir are dropped here. Reads the file again (under our lock) and, only
+ * when it holds unlisted records, both folders' names. -1 when either cannot
+ * be read (md->err says why): better no write than a dropped promise.
  */
 static int
 carry_over(struct maildrop *md, struct afile *w)
 {
-	struct sfile f;
-	size_t *idx, *tmp, i;
+	struct unlisted u = { NULL, NULL, 0 };
+	size_t *idx = NULL, *tmp = NULL, i;
 	char keep[sizeof md->err], why[sizeof md->err];
-	int k;
+	struct sfile f;
+	int k, rc = 0;
 
 	memcpy(keep, md->err, sizeof keep);
 	md->err[0] = '\0';
@@ -451,30 +483,43 @@ carry_over(struct maildrop *md, struct afile *w)
 		return 0;
 	}
 	if (k != 0) {
-		/* Better no write than dropping promises: the old file stays as it is. */
 		memcpy(why, md->err, sizeof why);
 		errf(md, "state not written: it could not be read again for the records of "
 		    "messages not listed (%.150s)", why);
 		return -1;
 	}
 	memcpy(md->err, keep, sizeof keep);
-	idx = malloc(md->n * sizeof *idx);
-	tmp = malloc(md->n * sizeof *tmp);
-	if (idx == NULL || tmp == NULL) {
+	idx = malloc((md->n ? md->n : 1) * sizeof *idx);
+	tmp = malloc((md->n ? md->n : 1) * sizeof *tmp);
+	u.v = malloc((f.n ? f.n : 1) * sizeof *u.v);
+	u.alive = calloc(f.n ? f.n : 1, 1);
+	if (idx == NULL || tmp == NULL || u.v == NULL || u.alive == NULL) {
 		w->e = ENOMEM;   /* better no write than dropping promises */
 		goto out;
 	}
 	for (i = 0; i < md->n; i++)
 		idx[i] = i;
 	sort_idx(md, idx, tmp, md->n);
-	for (i = 0; i < f.n && w->e == 0; i++)
+	for (i = 0; i < f.n; i++)
 		if (!listed(md, idx, &f.rec[i]))
-			wb_rec(w, f.rec[i].uidl, f.rec[i].n, f.rec[i].first_download, f.rec[i].promised_days);
+			u.v[u.n++] = &f.rec[i];
+	if (u.n > 0 && md_each_uidl(md->path, mark_alive, &u) < 0) {
+		note(md, "state not written: listing for the records of messages not listed:",
+		    md->path, errno);
+		rc = -1;
+		goto out;
+	}
+	for (i = 0; i < u.n && w->e == 0; i++)
+		if (u.alive[i])
+			wb_rec(w, u.v[i]->uidl, u.v[i]->n, u.v[i]->first_download,
+			    u.v[i]->promised_days);
 out:
 	free(idx);
 	free(tmp);
+	free(u.v);
+	free(u.alive);
 	sfile_free(&f);
-	return 0;
+	return rc;
 }
 
 int
@@ -503,12 +548,7 @@ md_state_write(struct maildrop *md)
 		if (m->has_record)
 			wb_rec(&w, m->uidl, strlen(m->uidl), m->first_download, m->promised_days);
 	}
-	/*
-	 * A sweep's listing was taken before its lock: a session may since have
-	 * recorded the download of mail delivered after it. Keep those records.
-	 */
-	if (md->state_ok && (md->n >= MAILDROP_MSGS_MAX || md->sweep || md->partial) &&
-	    carry_over(md, &w) < 0) {
+	if (md->state_ok && carry_over(md, &w) < 0) {
 		w.e = EIO;
 		(void)afile_finish(&w);   /* removes the temporary file */
 		return -1;                /* md->err says why */

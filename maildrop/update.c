@@ -49,7 +49,13 @@ refind(struct maildrop *md, size_t i)
 	return -1;
 }
 
-/* 1 removed (or already gone), 0 kept; a cause that will recur counts in r->failed_perm. */
+/*
+ * 1 removed (or already gone), 0 kept (failed; a cause that will recur counts
+ * in r->failed_perm), 2 a sweep's candidate no longer under its name: left
+ * alone. A session follows a rename (the client said DELE to that message); a
+ * sweep does not, since what it decided on was the file under that name, and
+ * a renamed file (a flag set over IMAP) is decided afresh by the next sweep.
+ */
 static int
 remove_msg(struct maildrop *md, size_t i, struct md_update_result *r)
 {
@@ -69,6 +75,8 @@ remove_msg(struct maildrop *md, size_t i, struct md_update_result *r)
 			note(md, "unlink", md->msgs[i].file, errno);
 			return 0;
 		}
+		if (md->sweep)
+			return 2;
 		switch (refind(md, i)) {
 		case 0:
 			return 1;
@@ -335,13 +343,18 @@ maildrop_sweep_remove(struct maildrop *md, struct md_update_result *res)
 	for (i = 0; i < md->n; i++) {
 		if (!(md->msgs[i].flags & MSG_REMOVE))
 			continue;
-		if (remove_msg(md, i, &r)) {
+		switch (remove_msg(md, i, &r)) {
+		case 1:
 			r.removed++;
 			if (md->msgs[i].has_record) {
 				md->msgs[i].has_record = 0;
 				dropped++;
 			}
-		} else {
+			break;
+		case 2:   /* gone from its name since the claim: not ours to report */
+			md->msgs[i].flags &= ~MSG_REMOVE;
+			break;
+		default:
 			md->msgs[i].flags &= ~MSG_REMOVE;   /* still there: so is its record */
 			r.failed++;
 		}

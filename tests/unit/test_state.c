@@ -319,6 +319,39 @@ test_vanished_records_dropped(void **state)
 	maildrop_close(md);
 }
 
+/*
+ * A record of a message the listing does not hold is written again while the
+ * message exists under any name (a listing can miss a file an IMAP server
+ * renames meanwhile), and dropped once it is gone.
+ */
+static void
+test_unlisted_records_follow_the_files(void **state)
+{
+	struct fx *f = *state;
+	struct maildrop *md;
+	char a[PATH_MAX];
+
+	three(f);
+	puts_(f, "pop3d.state", "pop3d-state 1\nlast_login 0\nA 1 1\nG 9 9\n", 0);
+	md = open_ok(f);
+	assert_int_equal(md->n, 3);
+	/* Missed by the listing: X, now in cur/ with flags, and its record. */
+	puts_(f, "cur/X:2,FS", "x\n", T0);
+	puts_(f, "pop3d.state", "pop3d-state 1\nlast_login 0\nA 1 1\nG 9 9\nX 4 4\n", 0);
+	assert_int_equal(maildrop_record_login(md, 5), 0);
+	maildrop_close(md);
+	state_is(f, "pop3d-state 1\nlast_login 5\nA 1 1\nX 4 4\n");
+
+	/* Once X is gone too, its record goes with it. */
+	pathf(a, sizeof a, f, "cur/X:2,FS");
+	assert_int_equal(unlink(a), 0);
+	md = open_ok(f);
+	puts_(f, "pop3d.state", "pop3d-state 1\nlast_login 5\nA 1 1\nX 4 4\n", 0);
+	assert_int_equal(maildrop_record_login(md, 6), 0);
+	maildrop_close(md);
+	state_is(f, "pop3d-state 1\nlast_login 6\nA 1 1\n");
+}
+
 /* Open with this state file: it must be in doubt, with no record and nothing removable. */
 static void
 expect_doubt(const struct fx *f, const char *content, size_t n)
@@ -839,6 +872,35 @@ test_sweep_keeps_records_it_did_not_list(void **state)
 	state_is(f, "pop3d-state 1\nlast_login 7\nX 1700000000 30\n");
 }
 
+/*
+ * A candidate renamed between the claim and its unlink (a flag set over IMAP)
+ * is left alone: the sweep decided on the file under the old name, and the
+ * next sweep decides on the new one. Not a failure either.
+ */
+static void
+test_sweep_does_not_follow_a_rename(void **state)
+{
+	struct fx *f = *state;
+	struct md_update_result res;
+	struct maildrop *md = NULL;
+	char err[256], a[PATH_MAX], b[PATH_MAX];
+
+	three(f);
+	assert_int_equal(maildrop_scan_sweep(f->root, &md, err, sizeof err), MD_OK);
+	by_uidl(md, "A")->flags |= MSG_REMOVE;
+	assert_int_equal(maildrop_sweep_claim(md, 0, err, sizeof err), MD_OK);
+	assert_true(by_uidl(md, "A")->flags & MSG_REMOVE);
+	pathf(a, sizeof a, f, "new/A");
+	pathf(b, sizeof b, f, "cur/A:2,S");
+	assert_int_equal(rename(a, b), 0);
+	assert_int_equal(maildrop_sweep_remove(md, &res), 0);
+	assert_int_equal(res.removed, 0);
+	assert_int_equal(res.failed, 0);
+	assert_false(by_uidl(md, "A")->flags & MSG_REMOVE);
+	maildrop_close(md);
+	assert_int_equal(access(b, F_OK), 0);
+}
+
 static void
 test_login_record(void **state)
 {
@@ -928,6 +990,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_missing_is_ok, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unlisted_records_follow_the_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sweep_does_not_follow_a_rename, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vanished_records_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_is_doubt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_file_set_aside, setup, teardown),
