@@ -779,16 +779,23 @@ make_uidl(const char *base, size_t n, char out[UIDL_MAX + 1])
 	return 0;
 }
 
+static int
+same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
 int
 md_each_uidl(const char *root, void (*fn)(const char *uidl, size_t n, void *arg), void *arg)
 {
 	static const char *const subs[] = { "new", "cur" };
 	char path[PATH_MAX], uidl[UIDL_MAX + 1];
+	struct stat before, after;
 	struct dirent *de;
 	const char *colon;
 	size_t k, baselen;
+	int e, changed = 0;
 	DIR *d;
-	int e;
 
 	for (k = 0; k < 2; k++) {
 		if (join(path, sizeof path, root, subs[k]) < 0) {
@@ -800,6 +807,12 @@ md_each_uidl(const char *root, void (*fn)(const char *uidl, size_t n, void *arg)
 			continue;
 		if (d == NULL)
 			return -1;
+		if (fstat(dirfd(d), &before) < 0) {
+			e = errno;
+			closedir(d);
+			errno = e;
+			return -1;
+		}
 		for (;;) {
 			errno = 0;
 			de = readdir(d);
@@ -816,13 +829,19 @@ md_each_uidl(const char *root, void (*fn)(const char *uidl, size_t n, void *arg)
 			fn(uidl, strlen(uidl), arg);
 		}
 		e = errno;
+		if (e == 0 && fstat(dirfd(d), &after) < 0)
+			e = errno;
 		closedir(d);
 		if (e != 0) {
 			errno = e;
 			return -1;
 		}
+		/* A rename in the folder during the pass may have hidden a name from it. */
+		if (!same_time(&before.st_mtim, &after.st_mtim) ||
+		    !same_time(&before.st_ctim, &after.st_ctim))
+			changed = 1;
 	}
-	return 0;
+	return changed;
 }
 
 static void

@@ -51,6 +51,8 @@ struct maildrop {
 	/* Download state (retention policies). */
 	int         state_ok;    /* the state file was absent or read without doubt */
 	int         state_unread;/* it exists but could not be read (I/O error): never replaced */
+	size_t      state_unlisted; /* records of UIDLs not listed, at the last state read */
+	int         pruned;      /* sweep: records of messages gone were pruned once already */
 	int64_t     last_login;  /* last successful login recorded, 0 when none */
 	int32_t     promise_days;/* set by the session before UPDATE: what a first download
 	                            records (0 delete, N keep days, -1 forever) */

@@ -314,16 +314,19 @@ md_state_read(struct maildrop *md)
 		md->msgs[i].promised_days = 0;
 	}
 	md->last_login = 0;
+	md->state_unlisted = 0;
 	rc = load(md, &f);
 	md->state_ok = rc >= 0;
 	md->state_unread = rc == -2;
 	if (rc < 0)
 		return -1;
 	md->last_login = f.last_login;
+	md->state_unlisted = f.n;
 	for (i = 0; i < md->n; i++) {
 		r = find(&f, md->msgs[i].uidl);
 		if (r == NULL)
 			continue;
+		md->state_unlisted--;
 		md->msgs[i].has_record = 1;
 		md->msgs[i].first_download = r->first_download;
 		md->msgs[i].promised_days = r->promised_days;
@@ -458,13 +461,40 @@ mark_alive(const char *uidl, size_t n, void *arg)
 }
 
 /*
- * Write again the file's records of messages the listing does not hold but
- * that still exist under some name: a listing can miss a file (renamed by an
- * IMAP server while it was taken, unreadable, beyond MAILDROP_MSGS_MAX) and a
- * sweep's listing predates its lock. Records of messages gone from the
- * maildir are dropped here. Reads the file again (under our lock) and, only
- * when it holds unlisted records, both folders' names. -1 when either cannot
- * be read (md->err says why): better no write than a dropped promise.
+ * Which unlisted records still have a message: a pass over both folders,
+ * trusted only if neither folder changed during it (readdir may miss a file
+ * renamed meanwhile, and a flag set over IMAP is a rename). Up to three
+ * tries; 0 with u->alive filled, or -1 when no pass was trustworthy (or a
+ * folder could not be read): then every record counts as alive.
+ */
+#define PRUNE_TRIES 3
+
+static int
+find_alive(const struct maildrop *md, struct unlisted *u)
+{
+	int k, tries;
+
+	for (tries = 0; tries < PRUNE_TRIES; tries++) {
+		memset(u->alive, 0, u->n);
+		k = md_each_uidl(md->path, mark_alive, u);
+		if (k == 0)
+			return 0;
+		if (k < 0)
+			return -1;
+	}
+	return -1;
+}
+
+/*
+ * Write again the file's records of messages the listing does not hold: a
+ * listing can miss a file (renamed by an IMAP server while it was taken,
+ * unreadable, beyond MAILDROP_MSGS_MAX), and a sweep's listing predates its
+ * lock. Only a sweep drops any of them, once per sweep of a maildrop: those
+ * whose message is missing from its own listing and from a pass over both
+ * folders, under the lock, during which neither folder changed (a message an
+ * IMAP server deleted leaves its record behind until then; it is harmless).
+ * Reads the file again (under our lock). -1 when it cannot be read (md->err
+ * says why): better no write than a dropped promise.
  */
 static int
 carry_over(struct maildrop *md, struct afile *w)
@@ -473,7 +503,7 @@ carry_over(struct maildrop *md, struct afile *w)
 	size_t *idx = NULL, *tmp = NULL, i;
 	char keep[sizeof md->err], why[sizeof md->err];
 	struct sfile f;
-	int k, rc = 0;
+	int k;
 
 	memcpy(keep, md->err, sizeof keep);
 	md->err[0] = '\0';
@@ -503,11 +533,11 @@ carry_over(struct maildrop *md, struct afile *w)
 	for (i = 0; i < f.n; i++)
 		if (!listed(md, idx, &f.rec[i]))
 			u.v[u.n++] = &f.rec[i];
-	if (u.n > 0 && md_each_uidl(md->path, mark_alive, &u) < 0) {
-		note(md, "state not written: listing for the records of messages not listed:",
-		    md->path, errno);
-		rc = -1;
-		goto out;
+	memset(u.alive, 1, u.n);
+	if (u.n > 0 && md->sweep && !md->pruned) {
+		md->pruned = 1;
+		if (find_alive(md, &u) < 0)
+			memset(u.alive, 1, u.n);   /* no trustworthy pass: keep them all */
 	}
 	for (i = 0; i < u.n && w->e == 0; i++)
 		if (u.alive[i])
@@ -519,7 +549,7 @@ out:
 	free(u.v);
 	free(u.alive);
 	sfile_free(&f);
-	return rc;
+	return 0;
 }
 
 int

@@ -44,10 +44,11 @@ int md_state_read(struct maildrop *md);
 /*
  * Replace ROOT/pop3d.state with md->last_login and one record for every
  * listed message with has_record, plus the file's records of unlisted UIDLs
- * whose message still exists under any name in new/ or cur/ (left out of the
- * listing: renamed while it was taken, unreadable, beyond MAILDROP_MSGS_MAX,
- * delivered after a sweep's listing); records of messages gone from the
- * maildir are dropped. Crash-safe: ROOT/tmp/pop3d.state.
+ * (a listing can miss a message: renamed while it was taken, unreadable,
+ * beyond MAILDROP_MSGS_MAX, delivered after a sweep's listing). Only a
+ * sweep, once, drops unlisted records: those whose message no name in new/
+ * or cur/ has in a pass during which neither folder changed. Crash-safe:
+ * ROOT/tmp/pop3d.state.
  * PID.RANDOM is written, fsynced, renamed over, and ROOT is fsynced. When
  * md->state_ok is 0 the old file is first renamed to pop3d.state.bad-<unix>
  * (noted in md->err); if that fails nothing is written. When
@@ -60,7 +61,8 @@ int md_state_write(struct maildrop *md);
 /*
  * In maildir.c: call fn with the UIDL (NUL-terminated, n octets) of every
  * name in ROOT/new and ROOT/cur but dot files, whatever its flags: what
- * exists now, for records the listing does not hold. 0, or -1 with errno set
+ * exists now, for records the listing does not hold. 0; 1 when a folder
+ * changed during its pass (a name may have been missed); -1 with errno set
  * when a folder could not be read (a missing folder holds nothing).
  */
 int md_each_uidl(const char *root, void (*fn)(const char *uidl, size_t n, void *arg), void *arg);

@@ -332,8 +332,13 @@ maildrop_sweep_remove(struct maildrop *md, struct md_update_result *res)
 		return -1;
 	for (i = 0; i < md->n; i++)
 		marked += (md->msgs[i].flags & MSG_REMOVE) != 0;
-	if (marked == 0)
+	/* Nothing to remove, but records of messages gone may be pruned (state.h). */
+	if (marked == 0) {
+		if (md->state_unlisted > 0 && !md->pruned && md->state_ok && md->lock_fd >= 0 &&
+		    md_state_write(md) < 0)
+			return 1;
 		return 0;
+	}
 	/* Every sweep removal is a time rule, and time rules need a state beyond doubt. */
 	if (md->lock_fd < 0 || !md->state_ok) {
 		snprintf(md->err, sizeof md->err, "sweep removal refused for %s: %s", md->path,
@@ -360,7 +365,7 @@ maildrop_sweep_remove(struct maildrop *md, struct md_update_result *res)
 		}
 	}
 	/* After the unlinks: a crash in between leaves records of gone messages, which are harmless. */
-	if (dropped > 0 && md_state_write(md) < 0)
+	if ((dropped > 0 || (md->state_unlisted > 0 && !md->pruned)) && md_state_write(md) < 0)
 		rc = 1;
 	if (r.removed > 0) {
 		fsync_sub(md, "new");

@@ -273,10 +273,12 @@ class HashTurnsTest(Pop3TestCase):
         self.assertEqual(pending, {}, "logins still unanswered")
         # A plain first-come line would answer all `left` flood logins first; with turns, only
         # the 4 running when the probe came (one of them freeing its turn) and a few started
-        # beside it on a busy machine go before it.
+        # beside it go before it: about 4 on a quiet machine, up to 9 seen on a loaded one
+        # under ASan (hashes go on finishing while the probe's PASS is in flight). Half of
+        # what waited (at least 8) still fails a first-come line by far.
         self.assertIsNotNone(overtook)
-        self.assertLessEqual(overtook, 8, "%d of %d waiting flood logins were answered before "
-                             "the probe" % (overtook, left))
+        self.assertLessEqual(overtook, max(8, left // 2), "%d of %d waiting flood logins were "
+                             "answered before the probe" % (overtook, left))
 
 
 if __name__ == "__main__":

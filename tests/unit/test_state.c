@@ -274,14 +274,16 @@ test_round_trip(void **state)
 	assert_int_equal(by_uidl(md, "C")->has_record, 0);
 	assert_string_equal(md->err, "");
 
-	/* Writing it back (login): same records in listing order, Z dropped. */
+	/* Writing it back (login): same records in listing order; Z, unlisted, kept after
+	 * them (only a sweep drops it, test_unlisted_records_kept_until_a_sweep_finds_them_gone). */
 	assert_int_equal(maildrop_record_login(md, T0), 0);
 	assert_int_equal(md->last_login, T0);
 	maildrop_close(md);
 	state_is(f, "pop3d-state 1\n"
 	    "last_login 1700000000\n"
 	    "A 1698000000 -1\n"
-	    "B 1699000000 30\n");
+	    "B 1699000000 30\n"
+	    "Z 1600000000 0\n");
 	assert_int_equal(count_prefix(f, "tmp", "pop3d.state"), 0);
 
 	md = open_ok(f);
@@ -291,10 +293,12 @@ test_round_trip(void **state)
 }
 
 static void
-test_vanished_records_dropped(void **state)
+test_vanished_records(void **state)
 {
 	struct fx *f = *state;
+	struct md_update_result res;
 	struct maildrop *md;
+	char err[256];
 
 	three(f);
 	puts_(f, "pop3d.state", "pop3d-state 1\nlast_login 0\nA 1 1\nB 2 2\nC 3 3\n", 0);
@@ -302,6 +306,14 @@ test_vanished_records_dropped(void **state)
 	md = open_ok(f);
 	assert_int_equal(md->n, 2);
 	assert_int_equal(maildrop_record_login(md, 5), 0);
+	maildrop_close(md);
+	/* A session keeps the record of what it did not list ... */
+	state_is(f, "pop3d-state 1\nlast_login 5\nA 1 1\nB 2 2\nC 3 3\n");
+	/* ... and a sweep drops it, C being gone. */
+	md = NULL;
+	assert_int_equal(maildrop_scan_sweep(f->root, &md, err, sizeof err), MD_OK);
+	assert_int_equal(maildrop_sweep_claim(md, 0, err, sizeof err), MD_OK);
+	assert_int_equal(maildrop_sweep_remove(md, &res), 0);
 	maildrop_close(md);
 	state_is(f, "pop3d-state 1\nlast_login 5\nA 1 1\nB 2 2\n");
 
@@ -320,36 +332,42 @@ test_vanished_records_dropped(void **state)
 }
 
 /*
- * A record of a message the listing does not hold is written again while the
- * message exists under any name (a listing can miss a file an IMAP server
- * renames meanwhile), and dropped once it is gone.
+ * A record of a message the listing does not hold is never dropped by a
+ * session (a listing can miss a file an IMAP server renames meanwhile). A
+ * sweep drops it once no name in new/ or cur/ has that UIDL.
  */
 static void
-test_unlisted_records_follow_the_files(void **state)
+test_unlisted_records_kept_until_a_sweep_finds_them_gone(void **state)
 {
 	struct fx *f = *state;
+	struct md_update_result res;
 	struct maildrop *md;
-	char a[PATH_MAX];
+	char err[256];
 
 	three(f);
 	puts_(f, "pop3d.state", "pop3d-state 1\nlast_login 0\nA 1 1\nG 9 9\n", 0);
 	md = open_ok(f);
 	assert_int_equal(md->n, 3);
+	assert_int_equal(md->state_unlisted, 1);
 	/* Missed by the listing: X, now in cur/ with flags, and its record. */
 	puts_(f, "cur/X:2,FS", "x\n", T0);
 	puts_(f, "pop3d.state", "pop3d-state 1\nlast_login 0\nA 1 1\nG 9 9\nX 4 4\n", 0);
 	assert_int_equal(maildrop_record_login(md, 5), 0);
 	maildrop_close(md);
-	state_is(f, "pop3d-state 1\nlast_login 5\nA 1 1\nX 4 4\n");
+	state_is(f, "pop3d-state 1\nlast_login 5\nA 1 1\nG 9 9\nX 4 4\n");
 
-	/* Once X is gone too, its record goes with it. */
-	pathf(a, sizeof a, f, "cur/X:2,FS");
-	assert_int_equal(unlink(a), 0);
-	md = open_ok(f);
-	puts_(f, "pop3d.state", "pop3d-state 1\nlast_login 5\nA 1 1\nX 4 4\n", 0);
-	assert_int_equal(maildrop_record_login(md, 6), 0);
+	/* A sweep with nothing to remove still prunes G (gone) and keeps X (there). */
+	rm(f, "cur/X:2,FS");
+	puts_(f, "cur/X:2,S", "x\n", T0);
+	md = NULL;
+	assert_int_equal(maildrop_scan_sweep(f->root, &md, err, sizeof err), MD_OK);
+	rm(f, "cur/X:2,S");   /* listed by the sweep as X, now renamed again */
+	puts_(f, "cur/X:2,RS", "x\n", T0);
+	assert_int_equal(maildrop_sweep_claim(md, 0, err, sizeof err), MD_OK);
+	assert_int_equal(maildrop_sweep_remove(md, &res), 0);
+	assert_int_equal(res.removed, 0);
 	maildrop_close(md);
-	state_is(f, "pop3d-state 1\nlast_login 6\nA 1 1\n");
+	state_is(f, "pop3d-state 1\nlast_login 5\nA 1 1\nX 4 4\n");
 }
 
 /* Open with this state file: it must be in doubt, with no record and nothing removable. */
@@ -611,7 +629,7 @@ test_update_records(void **state)
 	by_uidl(md, "A")->flags |= MSG_RETR;                        /* first download */
 	by_uidl(md, "B")->flags |= MSG_RETR;                        /* downloaded before */
 	by_uidl(md, "C")->flags |= MSG_RETR | MSG_DELE | MSG_REMOVE; /* goes; its record stays
-	                                                                until the next write */
+	                                                                until a sweep prunes it */
 	by_uidl(md, "E")->flags |= MSG_RETR | MSG_REMOVE;            /* goes by policy; recorded
 	                                                                first, in case we die */
 	md->now = T0;
@@ -640,7 +658,8 @@ test_update_records(void **state)
 	maildrop_quit(md);
 	assert_int_equal(maildrop_update(md, &res), 0);
 	maildrop_close(md);
-	state_is(f, "pop3d-state 1\nlast_login 3\nA 1700000000 30\nB 1000 7\nD 1700432000 -1\n");
+	state_is(f, "pop3d-state 1\nlast_login 3\nA 1700000000 30\nB 1000 7\nD 1700432000 -1\n"
+	         "C 2000 7\nE 1700000000 30\n");
 
 	/* Nothing changes: nothing is written. */
 	{
@@ -990,9 +1009,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_missing_is_ok, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unlisted_records_follow_the_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unlisted_records_kept_until_a_sweep_finds_them_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep_does_not_follow_a_rename, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_vanished_records_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vanished_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_is_doubt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_file_set_aside, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failure_leaves_old, setup, teardown),
