@@ -185,19 +185,6 @@ def write_state(md, records, last_login=0):
             f.write("%s %d %d\n" % (uidl, int(t), days))
 
 
-def read_records(md):
-    """{uidl: (first_download, promised_days)} from pop3d.state; {} when there is none."""
-    data = state_bytes(md)
-    if data is None:
-        return {}
-    out = {}
-    for line in data.decode("ascii").split("\n")[2:]:
-        if line:
-            uidl, t, days = line.split(" ")
-            out[uidl] = (int(t), int(days))
-    return out
-
-
 def state_bytes(md):
     try:
         with open(os.path.join(md, "pop3d.state"), "rb") as f:
@@ -504,7 +491,7 @@ class LoginScanTest(FaultCase):
                 self.assertEqual(c.cmd("STAT").split()[1], b"2")
                 self.assertOK(c.cmd_multi("RETR 1")[0])
                 self.assertEqual(self.quit(d, c), b"+OK bye, 0 messages removed")
-                recs = read_records(md)
+                recs = read_state(md)[1]
                 self.assertEqual(recs.get(name(1)), (now - 2 * 86400, 30), recs)
                 self.assertIn(name(0), recs)
                 d.stop()
