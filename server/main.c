@@ -5,12 +5,14 @@
  * passes on to the workers. Never handles a client byte.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -98,6 +100,60 @@ load_report(const char *path, int to_log, int strict_users)
 	return cs;
 }
 
+/* One file a reload after the privilege drop reads: warn when it cannot. */
+static void
+try_read(const char *path, const char *user)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+	if (fd >= 0) {
+		close(fd);
+		return;
+	}
+	printf("warning: %s cannot be read by process.user \"%s\" (%s): pop3d starts (it reads "
+	       "it as root), but a reload (SIGHUP) will be rejected\n", path, user, strerror(errno));
+}
+
+/*
+ * pop3d -t as root with process.user: SIGHUP reloads after the privilege drop,
+ * so the config, the users file and the TLS files must be readable by that
+ * user. A child drops privileges exactly as the daemon does and tries each.
+ */
+static void
+check_readable_after_drop(const struct config *cfg)
+{
+	char err[256];
+	pid_t pid;
+	size_t i;
+
+	if (geteuid() != 0 || cfg->process.user == NULL)
+		return;
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		return;
+	if (pid == 0) {
+		if (privdrop(&cfg->process, err, sizeof err) != 0) {
+			printf("warning: %s\n", err);
+		} else {
+			try_read(cfg->path, cfg->process.user);
+			try_read(cfg->users_file, cfg->process.user);
+			if (cfg->tls.present) {
+				try_read(cfg->tls.certificate, cfg->process.user);
+				try_read(cfg->tls.key, cfg->process.user);
+				for (i = 0; i < cfg->tls.nsni; i++) {
+					try_read(cfg->tls.sni[i].certificate, cfg->process.user);
+					try_read(cfg->tls.sni[i].key, cfg->process.user);
+				}
+			}
+		}
+		fflush(stdout);
+		_exit(0);
+	}
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
 static int
 check_config(const char *path)
 {
@@ -134,6 +190,7 @@ check_config(const char *path)
 	rules_print(cs->rules, cs->users, stdout);
 	if (cfg->idle_timeout < IDLE_TIMEOUT_DEFAULT)
 		printf("warning: limits.idle_timeout is below the 10 minutes RFC 1939 asks for\n");
+	check_readable_after_drop(cfg);
 	/* Not an error: run by a user, pop3d serves as that user. Started as root it won't. */
 	if (cfg->process.user == NULL && !cfg->process.allow_root)
 		printf("warning: process.user is not set: started as root (as by systemd), pop3d "

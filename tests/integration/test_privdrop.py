@@ -203,6 +203,27 @@ class PrivDropTest(Pop3TestCase):
         e.quit()
         d.stop()
 
+    def test_check_warns_what_a_reload_could_not_read(self):
+        """pop3d -t as root with process.user: a users file only root can read passes the
+        check (the daemon reads it before the drop) with a warning that a reload will fail;
+        once nobody can read it, no warning."""
+        d = self.daemon_with({"user": "nobody", "group": "nogroup"}, start=False)
+        d.port = free_port()
+        d.write_files()                              # users file root's, 0600
+        r = subprocess.run([pop3d_path(), "-c", d.conf, "-t"], capture_output=True, text=True,
+                           env=child_env(), timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn('warning: %s cannot be read by process.user "nobody"' % d.users_file,
+                      r.stdout)
+        self.assertIn("reload (SIGHUP) will be rejected", r.stdout)
+        os.chmod(d.dir, 0o711)
+        os.chmod(d.users_file, 0o644)
+        os.chmod(d.conf, 0o644)
+        r = subprocess.run([pop3d_path(), "-c", d.conf, "-t"], capture_output=True, text=True,
+                           env=child_env(), timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertNotIn("cannot be read by process.user", r.stdout)
+
     def test_allow_root_serves_as_root(self):
         d = self.daemon_with({"allow_root": True})
         st = proc_status(d.proc.pid)
