@@ -584,6 +584,42 @@ def run_tool(argv, home, timeout=60, **kw):
 
 # ---------------------------------------------------------------- real clients: shared pieces
 
+def getmail_dirs(testcase):
+    """(dest, home, run_kw) for getmail: a Maildir to deliver into and a HOME for its getmail
+    folder, outside the 0700 temp dirs and removed after the test; run_kw for run_tool. getmail
+    refuses to write a Maildir as root, so as root everything here belongs to "nobody" and
+    run_kw runs getmail itself as nobody (not as root with getmail's destination "user"
+    option: getmail then forks a child per message to deliver, and once in a few hundred runs
+    such a child hung mid-corpus while pop3d sat idle waiting for the next command)."""
+    import pwd
+    top = tempfile.mkdtemp(prefix="pop3d-getmail-")
+    testcase.addCleanup(shutil.rmtree, top, True)
+    os.chmod(top, 0o755)
+    dest, home = os.path.join(top, "dest"), os.path.join(top, "home")
+    owner, run_kw = None, {}
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("nobody")
+        owner = (pw.pw_uid, pw.pw_gid)
+        run_kw = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+    for path in [home, os.path.join(home, "getmail")] + \
+            [os.path.join(dest, sub) for sub in ("", "new", "cur", "tmp")]:
+        os.makedirs(path, exist_ok=True)
+        if owner:
+            os.chown(path, *owner)
+    return dest, home, run_kw
+
+
+def getmail_rc(home, run_kw, text):
+    """Write HOME/getmail/getmailrc (owned by getmail's user); returns (rc, getmail dir)."""
+    gmdir = os.path.join(home, "getmail")
+    rc = os.path.join(gmdir, "getmailrc")
+    with open(rc, "w") as f:
+        f.write(text)
+    if run_kw:
+        os.chown(rc, run_kw["user"], run_kw["group"])
+    return rc, gmdir
+
+
 # An MDA for fetchmail/mpop tests: stores each message unchanged as OUT/NNNNN.
 MDA = r'''#!/usr/bin/env python3
 # Test MDA: stores stdin, unchanged, as OUT/NNNNN (the next free number, in delivery order).

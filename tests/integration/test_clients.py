@@ -7,15 +7,13 @@ Client tools run with HOME in a temp dir. TLS is switched off in their configs (
 """
 import os
 import poplib
-import pwd
 import re
 import shutil
 import subprocess
-import tempfile
 import unittest
 
 from harness import (MDA, Pop3TestCase, crlf_form, deliver, describe_mismatch, expected_retr,
-                     message_id, parse_list, run_tool, snapshot)
+                     getmail_dirs, getmail_rc, message_id, parse_list, run_tool, snapshot)
 
 TOOL_TIMEOUT = 90
 
@@ -48,9 +46,9 @@ class ClientTestCase(Pop3TestCase):
         self.ends += n
         self.d.wait_session_end(self.ends)
 
-    def run_ok(self, argv, **kw):
+    def run_ok(self, argv, home=None, **kw):
         try:
-            r = run_tool(argv, self.home, timeout=TOOL_TIMEOUT, **kw)
+            r = run_tool(argv, home or self.home, timeout=TOOL_TIMEOUT, **kw)
         except subprocess.TimeoutExpired as e:
             self.fail("%s still running after %ss\nstdout:\n%s\nstderr:\n%s\npop3d:\n%s"
                       % (argv[0], TOOL_TIMEOUT, (e.stdout or b"").decode(errors="replace")[-3000:],
@@ -255,41 +253,20 @@ class FetchmailTest(ClientTestCase):
 
 class GetmailTest(ClientTestCase):
 
-    def dest_dir(self):
-        """getmail refuses to write a Maildir as root; as root it delivers as "nobody" (its
-        destination "user" option) into a folder nobody can reach, outside the 0700 temp dir."""
-        if hasattr(self, "dest"):
-            return self.dest
-        top = tempfile.mkdtemp(prefix="pop3d-getmail-")
-        self.addCleanup(shutil.rmtree, top, True)
-        os.chmod(top, 0o755)
-        self.dest = os.path.join(top, "dest")
-        self.dest_user = None
-        if os.geteuid() == 0:
-            self.dest_user = "nobody"
-            pw = pwd.getpwnam("nobody")
-        for sub in ("", "new", "cur", "tmp"):
-            path = os.path.join(self.dest, sub)
-            os.makedirs(path, exist_ok=True)
-            if self.dest_user:
-                os.chown(path, pw.pw_uid, pw.pw_gid)
-        return self.dest
-
     def getmail(self):
-        dest = self.dest_dir()
-        gmdir = os.path.join(self.home, "getmail")
-        os.makedirs(gmdir, exist_ok=True)
-        rc = os.path.join(gmdir, "getmailrc")
-        with open(rc, "w") as f:
-            f.write("[retriever]\ntype = SimplePOP3Retriever\nserver = 127.0.0.1\nport = %d\n"
-                    "username = alice\npassword = alice-pw\n\n"
-                    "[destination]\ntype = Maildir\npath = %s/\n%s\n"
-                    "[options]\ndelete = false\nread_all = false\ndelivered_to = false\n"
-                    "received = false\nverbose = 1\nmessage_log_syslog = false\n"
-                    % (self.d.port, dest, "user = %s\n" % self.dest_user if self.dest_user else ""))
-        self.run_ok(["getmail", "--rcfile", rc, "--getmaildir", gmdir])
+        if not hasattr(self, "dest"):
+            self.dest, self.gm_home, self.as_user = getmail_dirs(self)
+        rc, gmdir = getmail_rc(self.gm_home, self.as_user,
+                               "[retriever]\ntype = SimplePOP3Retriever\nserver = 127.0.0.1\n"
+                               "port = %d\nusername = alice\npassword = alice-pw\n\n"
+                               "[destination]\ntype = Maildir\npath = %s/\n\n"
+                               "[options]\ndelete = false\nread_all = false\n"
+                               "delivered_to = false\nreceived = false\nverbose = 1\n"
+                               "message_log_syslog = false\n" % (self.d.port, self.dest))
+        self.run_ok(["getmail", "--rcfile", rc, "--getmaildir", gmdir], home=self.gm_home,
+                    **self.as_user)
         self.sessions_done()
-        return dest
+        return self.dest
 
     def fetched(self, dest):
         return files_in(os.path.join(dest, "new")) + files_in(os.path.join(dest, "cur"))

@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import os
-import pwd
 import random
 import shutil
 import signal
@@ -28,7 +27,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (IO_TIMEOUT, Pop3TestCase, apop_timestamp, child_env, deliver, expected_retr,
-                     pop3d_path, run_tool, snapshot)
+                     getmail_dirs, getmail_rc, pop3d_path, run_tool, snapshot)
 import test_privdrop as privdrop_test   # (a module, so its tests do not run twice)
 from policyutil import (DAY, at_midnight, by_base, capa_policy, contents, count_files, fill,
                         iso, kill9, kill_midway, message, pipeline, place, read_state, restart,
@@ -1005,9 +1004,9 @@ class ClientsTest(PolicyCase):
         self.home = os.path.join(self.d.dir, "home")
         os.makedirs(self.home)
 
-    def run_tool_ok(self, argv, ok=(0,), **kw):
+    def run_tool_ok(self, argv, ok=(0,), home=None, **kw):
         ends = self.d.count_log("session end") + 1
-        r = run_tool(argv, self.home, timeout=TOOL_TIMEOUT, **kw)
+        r = run_tool(argv, home or self.home, timeout=TOOL_TIMEOUT, **kw)
         if r.returncode not in ok:
             self.fail("%s exited %d\nstdout:\n%s\nstderr:\n%s\npop3d:\n%s"
                       % (argv[0], r.returncode, r.stdout.decode(errors="replace")[-3000:],
@@ -1015,32 +1014,20 @@ class ClientsTest(PolicyCase):
         self.d.wait_session_end(ends)
         return self.d.log_lines("session end")[-1]
 
-    # -- getmail: delivers as "nobody" when run as root, into a folder outside the 0700 temp dir
+    # -- getmail: run as "nobody" when the tests run as root (harness.getmail_dirs)
 
     def getmail(self):
         if not hasattr(self, "dest"):
-            top = tempfile.mkdtemp(prefix="pop3d-getmail-")
-            self.addCleanup(shutil.rmtree, top, True)
-            os.chmod(top, 0o755)
-            self.dest = os.path.join(top, "dest")
-            self.dest_user = "nobody" if os.geteuid() == 0 else None
-            for sub in ("", "new", "cur", "tmp"):
-                os.makedirs(os.path.join(self.dest, sub), exist_ok=True)
-                if self.dest_user:
-                    pw = pwd.getpwnam("nobody")
-                    os.chown(os.path.join(self.dest, sub), pw.pw_uid, pw.pw_gid)
-        gmdir = os.path.join(self.home, "getmail")
-        os.makedirs(gmdir, exist_ok=True)
-        rc = os.path.join(gmdir, "getmailrc")
-        with open(rc, "w") as f:
-            f.write("[retriever]\ntype = SimplePOP3Retriever\nserver = 127.0.0.1\nport = %d\n"
-                    "username = alice\npassword = alice-pw\n\n"
-                    "[destination]\ntype = Maildir\npath = %s/\n%s\n"
-                    "[options]\ndelete = false\nread_all = false\ndelivered_to = false\n"
-                    "received = false\nverbose = 0\nmessage_log_syslog = false\n"
-                    % (self.d.port, self.dest,
-                       "user = %s\n" % self.dest_user if self.dest_user else ""))
-        end = self.run_tool_ok(["getmail", "--rcfile", rc, "--getmaildir", gmdir])
+            self.dest, self.gm_home, self.gm_run = getmail_dirs(self)
+        rc, gmdir = getmail_rc(self.gm_home, self.gm_run,
+                               "[retriever]\ntype = SimplePOP3Retriever\nserver = 127.0.0.1\n"
+                               "port = %d\nusername = alice\npassword = alice-pw\n\n"
+                               "[destination]\ntype = Maildir\npath = %s/\n\n"
+                               "[options]\ndelete = false\nread_all = false\n"
+                               "delivered_to = false\nreceived = false\nverbose = 0\n"
+                               "message_log_syslog = false\n" % (self.d.port, self.dest))
+        end = self.run_tool_ok(["getmail", "--rcfile", rc, "--getmaildir", gmdir],
+                               home=self.gm_home, **self.gm_run)
         got = files_in(os.path.join(self.dest, "new")) + files_in(os.path.join(self.dest, "cur"))
         return got, end
 

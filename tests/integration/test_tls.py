@@ -10,10 +10,8 @@ import fcntl
 import hashlib
 import os
 import poplib
-import pwd
 import re
 import select
-import shutil
 import socket
 import ssl
 import struct
@@ -23,8 +21,8 @@ import termios
 import time
 import unittest
 
-from harness import (MDA, IO_TIMEOUT, child_env, deliver, expected_retr, free_port, parse_list,
-                     pop3_size, pop3d_path)
+from harness import (MDA, IO_TIMEOUT, child_env, deliver, expected_retr, free_port,
+                     getmail_dirs, getmail_rc, parse_list, pop3_size, pop3d_path)
 from tlsutil import (TOOL_TIMEOUT, TlsCaseBase, TlsClient, TlsDaemon, ToolMixin, capa_names,
                      capa_words, client_context, fetchmail_form, files_in, free_port_v6,
                      getmail_form, lf_form, maildir_files, message_id, sasl_mechs, scram_secret,
@@ -372,41 +370,23 @@ class ClientsTest(ToolMixin, TlsCase):
 
     # -- getmail
 
-    def getmail_dest(self):
-        """getmail refuses to write a Maildir as root; as root it delivers as "nobody" (its
-        destination "user" option) into a folder outside the 0700 temp dir."""
-        top = tempfile.mkdtemp(prefix="pop3d-getmail-")
-        self.addCleanup(shutil.rmtree, top, True)
-        os.chmod(top, 0o755)
-        dest = os.path.join(top, "dest")
-        user = None
-        if os.geteuid() == 0:
-            user = "nobody"
-            pw = pwd.getpwnam(user)
-        for sub in ("", "new", "cur", "tmp"):
-            path = os.path.join(dest, sub)
-            os.makedirs(path, exist_ok=True)
-            if user:
-                os.chown(path, pw.pw_uid, pw.pw_gid)
-        return dest, user
-
     def test_getmail_pop3_ssl(self):
-        home = self.make_home()
-        dest, user = self.getmail_dest()
-        gmdir = os.path.join(home, "getmail")
-        os.makedirs(gmdir)
-        rc = os.path.join(gmdir, "getmailrc")
+        dest, home, run_kw = getmail_dirs(self)
+        ca = os.path.join(home, "ca.pem")      # getmail's user may not enter the daemon's dir
+        with open(self.cert, "rb") as src, open(ca, "wb") as dst:
+            dst.write(src.read())
+        os.chmod(ca, 0o644)
         fingerprint = hashlib.sha256(test_certs().der["default"]).hexdigest()
-        with open(rc, "w") as f:
-            f.write("[retriever]\ntype = SimplePOP3SSLRetriever\nserver = 127.0.0.1\nport = %d\n"
-                    "username = alice\npassword = alice-pw\n"
-                    "ca_certs = %s\nssl_cert_hostname = localhost\nssl_fingerprints = ('%s',)\n\n"
-                    "[destination]\ntype = Maildir\npath = %s/\n%s\n"
-                    "[options]\ndelete = false\nread_all = true\ndelivered_to = false\n"
-                    "received = false\nverbose = 1\nmessage_log_syslog = false\n"
-                    % (self.d.tls_port, self.cert, fingerprint, dest,
-                       "user = %s\n" % user if user else ""))
-        self.run_ok(["getmail", "--rcfile", rc, "--getmaildir", gmdir], home)
+        rc, gmdir = getmail_rc(home, run_kw,
+                               "[retriever]\ntype = SimplePOP3SSLRetriever\nserver = 127.0.0.1\n"
+                               "port = %d\nusername = alice\npassword = alice-pw\n"
+                               "ca_certs = %s\nssl_cert_hostname = localhost\n"
+                               "ssl_fingerprints = ('%s',)\n\n"
+                               "[destination]\ntype = Maildir\npath = %s/\n\n"
+                               "[options]\ndelete = false\nread_all = true\ndelivered_to = false\n"
+                               "received = false\nverbose = 1\nmessage_log_syslog = false\n"
+                               % (self.d.tls_port, ca, fingerprint, dest))
+        self.run_ok(["getmail", "--rcfile", rc, "--getmaildir", gmdir], home, **run_kw)
         self.tools_done()
         expected = {m.why: getmail_form(m.data) for m in self.corpus.listed}
         self.assertSameMessages(maildir_files(dest), expected, "getmail")
