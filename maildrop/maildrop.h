@@ -102,7 +102,7 @@ enum md_status maildrop_open(const char *path, struct maildrop **out, char *err,
 
 /*
  * The download state ROOT/pop3d.state (see maildrop/state.h for the format)
- * is read by maildrop_open and maildrop_open_sweep under the lock: it fills
+ * is read by maildrop_open and maildrop_sweep_claim under the lock: it fills
  * md->state_ok, md->last_login and msgs[i].has_record / first_download /
  * promised_days by UIDL. A missing file is state_ok = 1 with no records; a
  * file in doubt (too large, unknown version, any line that does not parse
@@ -139,16 +139,21 @@ enum md_status maildrop_scan_sweep(const char *path, struct maildrop **out, char
  * ROOT/pop3d.lock if needed. A dry run creates and holds nothing: it opens an
  * existing lock file read-only and asks whether a lock is held (MD_INUSE), so
  * that it reports what a real run would. Then (both) the state file is read
- * again and every message flagged MSG_REMOVE is looked at again: found under
- * its current name (another program may have renamed it), mtime and disk size
- * refreshed, MSG_UNREADABLE set when this process may not open it for reading,
- * and MSG_REMOVE dropped when it is gone or cannot be looked at. The caller
+ * again and every message flagged MSG_REMOVE is looked at again under its
+ * listed name: mtime and disk size refreshed, MSG_UNREADABLE set when this
+ * process may not open it for reading, and MSG_REMOVE dropped when it is no
+ * longer there (removed, or renamed: the next sweep decides on the new name)
+ * or cannot be looked at. The caller
  * must decide again on what it finds (policy_recheck_sweep). An absent maildir
  * is MD_OK without a lock. Release with maildrop_unlock (or maildrop_close).
  */
 enum md_status maildrop_sweep_claim(struct maildrop *md, int dry_run, char *err, size_t errlen);
 
-/* maildrop_scan_sweep then maildrop_sweep_claim (real run); on failure nothing is kept. */
+/*
+ * maildrop_scan_sweep then maildrop_sweep_claim (real run) in one call, with
+ * no window between them: for tests and fuzzing. On failure nothing is kept.
+ * Sweeps themselves scan first and claim per batch (policy/expire.c).
+ */
 enum md_status maildrop_open_sweep(const char *path, struct maildrop **out, char *err, size_t errlen);
 
 /*
@@ -169,7 +174,7 @@ int maildrop_msg_open(struct maildrop *md, size_t i);
 void maildrop_quit(struct maildrop *md);
 
 struct md_update_result {
-	size_t removed;   /* MSG_REMOVE files unlinked (or already gone) */
+	size_t removed;   /* MSG_REMOVE files unlinked (or, in a session, already gone) */
 	size_t failed;    /* MSG_REMOVE files that could not be removed */
 	size_t failed_perm; /* of those, how many for a reason that will recur (EACCES, EROFS) */
 	size_t seen;      /* MSG_RETR files moved to cur/ with the S flag */
@@ -192,11 +197,14 @@ struct md_update_result {
 int maildrop_update(struct maildrop *md, struct md_update_result *res);
 
 /*
- * Expiry: unlink exactly the messages flagged MSG_REMOVE of a maildrop from
- * maildrop_open_sweep (refuses anything else: -1, nothing removed), then
- * write the state without their records and fsync new/ and cur/. A message
- * that cannot be removed keeps its record and loses MSG_REMOVE, so afterwards
- * MSG_REMOVE marks exactly what went. Refuses too when md->state_ok is 0
+ * Expiry: unlink exactly the messages flagged MSG_REMOVE of a sweep maildrop
+ * claimed by maildrop_sweep_claim (refuses anything else: -1, nothing
+ * removed), then write the state without their records and fsync new/ and
+ * cur/. A message that cannot be removed keeps its record and loses
+ * MSG_REMOVE (counted in failed); one no longer under its listed name is left
+ * alone and loses MSG_REMOVE too (not a failure), so afterwards MSG_REMOVE
+ * marks exactly what went. With nothing to remove, the state is still written
+ * once when it holds records of unlisted UIDLs (state.h: a sweep prunes). Refuses too when md->state_ok is 0
  * (every sweep removal is a time rule). Returns 0, 1 when some removal
  * (res->failed) or the state write (md->err) failed, -1 when refused.
  */

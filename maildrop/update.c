@@ -1,7 +1,7 @@
 /*
  * update: UPDATE (RFC 1939 §6) and the expiry removal: records first downloads, unlinks exactly
- * MSG_REMOVE, marks retrieved mail seen. Acts only when armed by maildrop_quit or opened by
- * maildrop_open_sweep; keeps a message whenever in doubt.
+ * MSG_REMOVE, marks retrieved mail seen. Acts only when armed by maildrop_quit or claimed by
+ * maildrop_sweep_claim; keeps a message whenever in doubt.
  */
 #include <errno.h>
 #include <fcntl.h>

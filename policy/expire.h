@@ -38,9 +38,10 @@ struct expire_totals {
 
 /*
  * Sweep every user of users (or only o->user) at o->now: maildrop path from
- * cfg->maildrop_path and the user's home, maildrop_open_sweep (in use:
- * skipped, logged "expire skipped user=... reason=in-use"), rules_for,
- * policy_mark_sweep, then maildrop_sweep_remove unless o->dry_run. Reports one
+ * cfg->maildrop_path and the user's home, maildrop_scan_sweep, rules_for,
+ * policy_mark_sweep, then per batch maildrop_sweep_claim (in use: skipped,
+ * logged "expire skipped user=... reason=in-use"), policy_recheck_sweep and
+ * maildrop_sweep_remove unless o->dry_run. Reports one
  * line per message removed (or that would be: user, UIDL, cause, age in days
  * since arrival, days since the first download when recorded, disk size), one
  * line per user (through log_msg at debug level when nothing happened) and a

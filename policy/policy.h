@@ -31,7 +31,7 @@ void policy_mark_update(struct maildrop *md, const struct rule *r, int64_t now,
                         policy_doubt_fn *kept, void *arg);
 
 /*
- * For an expiry sweep of a maildrop from maildrop_open_sweep: set MSG_REMOVE
+ * For an expiry sweep of a maildrop from maildrop_scan_sweep: set MSG_REMOVE
  * on exactly the messages retention_decide AT_SWEEP removes at now, clear it
  * on every other one, and when causes is not NULL set causes[i] (md->n
  * entries) to the cause, CAUSE_NONE for a kept message.
